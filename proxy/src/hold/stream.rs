@@ -1,0 +1,496 @@
+//! Stream holds: HTTP streaming and SSE (§6), and paged streaming by next links (§6.4).
+//!
+//! A [`HeldStream`] is the response body itself. hyper polls it from the connection's
+//! own task, so a held stream costs no task or channel of its own: the body pops the
+//! connection's hub queue, fires keep-alives and link refreshes from its timers, and
+//! drives next-link fetches as a boxed future while one is in flight.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fjord_protocol::instruction::{resolve_link, Hold, Instruction, NextLink};
+use fjord_protocol::keepalive::{KeepAlive, KeepAliveMode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use super::{HeldChannels, HoldLimits, StreamContent, Verdict};
+use crate::body::BodyError;
+use crate::context::ProxyContext;
+use crate::hub::Subscriber;
+use crate::metrics::ConnectionGauge;
+use crate::origin::OriginRequest;
+use crate::queue::QueueEvent;
+use crate::route::Route;
+
+use super::response::HELD_QUEUE_CAPACITY;
+
+/// A failed link fetch is retried after 1, 2, 4, 8 and 16 s, then the stream ends
+/// (§6.4).
+const MAX_LINK_RETRIES: u32 = 5;
+
+/// Largest next-link response body read into memory.
+const MAX_LINK_BODY: usize = 16 * 1024 * 1024;
+
+type LinkFetch = Pin<Box<dyn Future<Output = Result<LinkReply, String>> + Send>>;
+
+/// A next-link response: body to append and, if it was a GRIP response, its
+/// instructions.
+struct LinkReply {
+    body: Bytes,
+    instruction: Option<Instruction>,
+}
+
+struct KeepAliveTimer {
+    data: Bytes,
+    period: Duration,
+    mode: KeepAliveMode,
+    sleep: Pin<Box<Sleep>>,
+}
+
+struct LinkState {
+    link: NextLink,
+    refresh: Pin<Box<Sleep>>,
+    /// Channels that carried traffic since the last fetch; the periodic refresh is
+    /// skipped when every channel did (§6.4).
+    traffic: BTreeSet<Arc<str>>,
+}
+
+/// Everything a held stream needs to talk to the origin again.
+pub struct StreamOrigin {
+    pub ctx: Arc<ProxyContext>,
+    pub route: Arc<Route>,
+    pub implicit_channels: Vec<String>,
+    pub request: Arc<OriginRequest>,
+}
+
+/// The body of a held HTTP stream.
+pub struct HeldStream {
+    origin: StreamOrigin,
+    out: VecDeque<Bytes>,
+    held: Option<HeldChannels>,
+    subscriber: Option<Arc<Subscriber>>,
+    keep_alive: Option<KeepAliveTimer>,
+    link: Option<LinkState>,
+    /// Path and query links resolve against (the last request made).
+    link_base: String,
+    fetch: Option<LinkFetch>,
+    failures: u32,
+    retry: Option<Pin<Box<Sleep>>>,
+    first_refresh: Option<Pin<Box<Sleep>>>,
+    gone_link: Option<String>,
+    done: bool,
+    _gauge: ConnectionGauge,
+}
+
+impl HeldStream {
+    /// A stream that starts with `initial` and then follows `instruction`.
+    pub fn start(origin: StreamOrigin, instruction: &Instruction, initial: Bytes) -> HeldStream {
+        let ctx = Arc::clone(&origin.ctx);
+        let link_base = origin.request.path_and_query.clone();
+        let mut stream = HeldStream {
+            out: VecDeque::new(),
+            held: None,
+            subscriber: None,
+            keep_alive: None,
+            link: None,
+            link_base,
+            fetch: None,
+            failures: 0,
+            retry: None,
+            first_refresh: None,
+            gone_link: instruction.gone_link.clone(),
+            done: false,
+            _gauge: ConnectionGauge::new(&ctx.metrics, "stream"),
+            origin,
+        };
+        if !initial.is_empty() {
+            stream.out.push_back(initial);
+        }
+        stream.follow(instruction, true);
+        stream
+    }
+
+    /// Applies a (new) instruction: subscriptions, keep-alive and next link.
+    fn follow(&mut self, instruction: &Instruction, initial: bool) {
+        let ctx = Arc::clone(&self.origin.ctx);
+        self.link = instruction.next_link.clone().map(|link| LinkState {
+            refresh: Box::pin(tokio::time::sleep(link.timeout)),
+            link,
+            traffic: BTreeSet::new(),
+        });
+        match &instruction.hold {
+            Some(Hold::Stream(stream_hold)) => {
+                self.keep_alive = stream_hold.keep_alive.as_ref().map(keep_alive_timer);
+                let limits = HoldLimits {
+                    max_channels: ctx.settings.connection_subscription_max,
+                };
+                let first = match self.held.as_mut() {
+                    Some(held) => {
+                        held.set_meta(&instruction.meta);
+                        held.resubscribe(
+                            &instruction.channels,
+                            &self.origin.implicit_channels,
+                            &self.origin.route.channel_prefix,
+                            &limits,
+                        )
+                    }
+                    None => {
+                        let subscriber = Subscriber::new(
+                            Arc::from(self.origin.route.id.as_str()),
+                            HELD_QUEUE_CAPACITY,
+                        );
+                        let (held, first) = HeldChannels::subscribe(
+                            Arc::clone(&ctx.hub),
+                            Arc::clone(&subscriber),
+                            instruction,
+                            &self.origin.implicit_channels,
+                            &self.origin.route.channel_prefix,
+                            &limits,
+                        );
+                        self.subscriber = Some(subscriber);
+                        self.held = Some(held);
+                        first
+                    }
+                };
+                let Some(held) = self.held.as_ref() else { return };
+                if held.has_prev_ids() && self.link.is_none() {
+                    // §3.7.3: prev-id without a next link cannot recover; end the stream.
+                    self.done = true;
+                } else if held.behind_at_hold_time() {
+                    let last = held.grip_last();
+                    self.start_fetch(last);
+                } else if first && ctx.settings.update_on_first_subscription && self.link.is_some()
+                {
+                    self.first_refresh = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+                }
+            }
+            Some(Hold::Response(_)) => {
+                // §6.4: a response hold is not allowed in a next-link response.
+                if !initial {
+                    tracing::warn!(route = %self.origin.route.id, "next link answered with a response hold; ending stream");
+                }
+                self.done = true;
+            }
+            None => {
+                self.keep_alive = None;
+                if let Some(held) = self.held.as_mut() {
+                    held.resubscribe(&[], &[], "", &HoldLimits { max_channels: 0 });
+                }
+                if self.link.is_some() {
+                    self.start_fetch(Vec::new());
+                } else {
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    fn start_fetch(&mut self, grip_last: Vec<(String, String)>) {
+        let Some(state) = self.link.as_mut() else {
+            return;
+        };
+        let target = match resolve_link(&self.link_base, &state.link.uri) {
+            Ok(target) => target,
+            Err(e) => {
+                tracing::warn!(link = %state.link.uri, error = %e, "unusable next link; ending stream");
+                self.done = true;
+                return;
+            }
+        };
+        let path_and_query = path_of(&target);
+        self.link_base = path_and_query.clone();
+        state.traffic.clear();
+        state.refresh.as_mut().reset(Instant::now() + state.link.timeout);
+        let ctx = Arc::clone(&self.origin.ctx);
+        let request = self
+            .origin
+            .request
+            .link_fetch(&path_and_query, &self.origin.route, &ctx.sig)
+            .with_grip_last(&grip_last);
+        let route = Arc::clone(&self.origin.route);
+        self.fetch = Some(Box::pin(async move { fetch_link(&ctx, &route, request).await }));
+    }
+
+    fn on_link_reply(&mut self, reply: LinkReply) {
+        self.failures = 0;
+        if !reply.body.is_empty() {
+            self.out.push_back(reply.body);
+        }
+        match reply.instruction {
+            Some(instruction) => self.follow(&instruction, false),
+            None => {
+                self.link = None;
+                self.done = true;
+            }
+        }
+    }
+
+    fn on_link_failure(&mut self, error: String) {
+        self.failures += 1;
+        if self.failures > MAX_LINK_RETRIES {
+            tracing::warn!(route = %self.origin.route.id, %error, "next link failed repeatedly; ending stream");
+            self.done = true;
+            return;
+        }
+        let delay = Duration::from_secs(1 << (self.failures - 1));
+        self.retry = Some(Box::pin(tokio::time::sleep(delay)));
+    }
+
+    fn on_item(&mut self, delivery: Arc<crate::hub::Delivery>) {
+        let Some(held) = self.held.as_mut() else { return };
+        match held.judge_stream(&delivery) {
+            Verdict::Accept(StreamContent::Data(bytes)) => {
+                self.origin
+                    .ctx
+                    .metrics
+                    .publish_to_write
+                    .observe(delivery.received_at.elapsed().as_secs_f64());
+                if let Some(link) = self.link.as_mut() {
+                    link.traffic.insert(Arc::clone(&delivery.channel));
+                }
+                self.out.push_back(bytes);
+            }
+            Verdict::Accept(StreamContent::Close) => self.done = true,
+            Verdict::Accept(StreamContent::Hint) => {
+                if self.link.is_some() && self.fetch.is_none() {
+                    if let Some(subscriber) = &self.subscriber {
+                        while subscriber.queue().try_pop().is_some() {}
+                    }
+                    self.start_fetch(Vec::new());
+                }
+            }
+            Verdict::Recover => {
+                if self.link.is_some() {
+                    let last = held.grip_last();
+                    if self.fetch.is_none() {
+                        self.start_fetch(last);
+                    }
+                } else {
+                    self.done = true;
+                }
+            }
+            Verdict::Skip(reason) => {
+                self.origin
+                    .ctx
+                    .metrics
+                    .dropped
+                    .with_label_values(&[reason.label()])
+                    .inc();
+            }
+        }
+    }
+
+    /// Any write re-arms an idle-mode keep-alive (§6.2).
+    fn wrote(&mut self) {
+        if let Some(ka) = self.keep_alive.as_mut() {
+            if ka.mode == KeepAliveMode::Idle {
+                ka.sleep.as_mut().reset(Instant::now() + ka.period);
+            }
+        }
+    }
+
+    /// Polls the timers; returns true when one fired and changed state.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(ka) = self.keep_alive.as_mut() {
+            if ka.sleep.as_mut().poll(cx).is_ready() {
+                ka.sleep.as_mut().reset(Instant::now() + ka.period);
+                self.out.push_back(ka.data.clone());
+                return true;
+            }
+        }
+        if self.fetch.is_none() {
+            if let Some(retry) = self.retry.as_mut() {
+                if retry.as_mut().poll(cx).is_ready() {
+                    self.retry = None;
+                    let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                    self.start_fetch(last);
+                    return true;
+                }
+            }
+            if let Some(first) = self.first_refresh.as_mut() {
+                if first.as_mut().poll(cx).is_ready() {
+                    self.first_refresh = None;
+                    let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                    self.start_fetch(last);
+                    return true;
+                }
+            }
+            let channel_count = self.held.as_ref().map_or(0, |h| h.channels.len());
+            if let Some(link) = self.link.as_mut() {
+                if link.refresh.as_mut().poll(cx).is_ready() {
+                    let all_busy = channel_count > 0 && link.traffic.len() >= channel_count;
+                    link.traffic.clear();
+                    link.refresh.as_mut().reset(Instant::now() + link.link.timeout);
+                    if !all_busy {
+                        let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                        self.start_fetch(last);
+                    }
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl Body for HeldStream {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.out.pop_front() {
+                this.wrote();
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(fetch) = this.fetch.as_mut() {
+                if let Poll::Ready(result) = fetch.as_mut().poll(cx) {
+                    this.fetch = None;
+                    match result {
+                        Ok(reply) => this.on_link_reply(reply),
+                        Err(error) => this.on_link_failure(error),
+                    }
+                    continue;
+                }
+            } else if let Some(subscriber) = this.subscriber.clone() {
+                match subscriber.queue().poll_pop(cx) {
+                    Poll::Ready(QueueEvent::Item(delivery)) => {
+                        this.on_item(delivery);
+                        continue;
+                    }
+                    Poll::Ready(QueueEvent::Overflowed) => {
+                        this.done = true;
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if this.poll_timers(cx) {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+impl Drop for HeldStream {
+    fn drop(&mut self) {
+        // §6.5: tell the origin the client is gone; best effort, no retry.
+        let Some(gone) = self.gone_link.take() else {
+            return;
+        };
+        let Ok(target) = resolve_link(&self.origin.request.path_and_query, &gone) else {
+            return;
+        };
+        let Route {
+            target: crate::route::RouteTarget::Origin(targets),
+            ..
+        } = self.origin.route.as_ref()
+        else {
+            return;
+        };
+        let mut request = self.origin.request.link_fetch(
+            &path_of(&target),
+            &self.origin.route,
+            &self.origin.ctx.sig,
+        );
+        request.method = http::Method::POST;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.origin.ctx.origin.post_and_forget(targets.clone(), request);
+        }
+    }
+}
+
+fn keep_alive_timer(keep_alive: &KeepAlive) -> KeepAliveTimer {
+    KeepAliveTimer {
+        data: keep_alive.data().clone(),
+        period: keep_alive.timeout(),
+        mode: keep_alive.mode(),
+        sleep: Box::pin(tokio::time::sleep(keep_alive.timeout())),
+    }
+}
+
+/// The path and query of a resolved link (absolute URLs are sent to the route's
+/// targets with their path).
+fn path_of(target: &str) -> String {
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+        .or_else(|| target.strip_prefix("//"))
+    {
+        match rest.find('/') {
+            Some(slash) => rest[slash..].to_owned(),
+            None => "/".to_owned(),
+        }
+    } else {
+        target.to_owned()
+    }
+}
+
+/// GETs a next link (§6.4): 2xx required; a GRIP response's instructions come back
+/// with its body.
+async fn fetch_link(
+    ctx: &ProxyContext,
+    route: &Route,
+    request: OriginRequest,
+) -> Result<LinkReply, String> {
+    let crate::route::RouteTarget::Origin(targets) = &route.target else {
+        return Err("route has no origin".into());
+    };
+    let response = ctx
+        .origin
+        .send(targets, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("next link answered {}", response.status()));
+    }
+    let (parts, body) = response.into_parts();
+    let body = http_body_util::Limited::new(body, MAX_LINK_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("reading next link body: {e}"))?
+        .to_bytes();
+    if !fjord_protocol::instruction::is_grip_response(&parts.headers) {
+        return Ok(LinkReply {
+            body,
+            instruction: None,
+        });
+    }
+    let instruction = Instruction::parse(parts.status, &parts.headers, &body)
+        .map_err(|e| format!("next link instructions: {e}"))?;
+    let body = match &instruction.response.body {
+        fjord_protocol::instruction::ResponseBody::Origin => body,
+        fjord_protocol::instruction::ResponseBody::Replaced(replaced) => replaced.clone(),
+    };
+    Ok(LinkReply {
+        body,
+        instruction: Some(instruction),
+    })
+}
+
+/// Boxes a held stream as a response body.
+pub fn into_body(stream: HeldStream) -> crate::body::ProxyBody {
+    stream.boxed_unsync()
+}

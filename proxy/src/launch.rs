@@ -1,0 +1,217 @@
+//! Starting a proxy: bind every listener, wire the parts together, and report the
+//! first problem as one clear error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_protocol::sig::VerifyingKey;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::context::{HoldSettings, ProxyContext};
+use crate::control::{ControlDeps, ControlLimits, ControlServer};
+use crate::hub::{ChannelEvent, Hub, HubConfig};
+use crate::metrics::Metrics;
+use crate::origin::{OriginClient, SigSettings};
+use crate::route::{Route, RouteTable};
+use crate::routes_file::RoutesWatcher;
+use crate::zmq_input::{ZmqInputs, ZmqSettings};
+
+/// Everything a proxy is started with.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// Public HTTP listener (Pushpin's `http_port`, default 7999).
+    pub listen: SocketAddr,
+    /// Control API, metrics and health (default 127.0.0.1:5561).
+    pub control: SocketAddr,
+    /// Routes given inline (`[[proxy.route]]`); tried before the routes file's.
+    pub routes: Vec<Route>,
+    /// A Pushpin routes file, watched and reloaded on change (§7.1).
+    pub routes_file: Option<PathBuf>,
+    pub zmq: ZmqSettings,
+    pub hold: HoldSettings,
+    pub hub: HubConfig,
+    pub control_limits: ControlLimits,
+    pub sig: SigSettings,
+    pub upstream_key: Option<VerifyingKey>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7999)),
+            control: SocketAddr::from(([127, 0, 0, 1], 5561)),
+            routes: Vec::new(),
+            routes_file: None,
+            zmq: ZmqSettings::default(),
+            hold: HoldSettings::default(),
+            hub: HubConfig::default(),
+            control_limits: ControlLimits::default(),
+            sig: SigSettings {
+                iss: "pushpin".to_owned(),
+                key: None,
+            },
+            upstream_key: None,
+        }
+    }
+}
+
+/// Why a proxy could not start; each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the control port {addr}: {source}")]
+    Control {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("routes: {0}")]
+    Routes(String),
+    #[error("ZeroMQ input: {0}")]
+    Zmq(String),
+}
+
+/// A proxy that is serving. Dropping it does not stop it; call [`RunningProxy::shutdown`].
+pub struct RunningProxy {
+    pub listen_addr: SocketAddr,
+    pub control_addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub ready: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// Stops accepting and aborts the proxy's tasks.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Binds and starts everything; returns once the proxy accepts connections.
+pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let (hub, channel_events) = Hub::new(config.hub.clone(), Arc::clone(&metrics));
+    let mut tasks = Vec::new();
+
+    let (routes, routes_task) = route_source(&config).await?;
+    tasks.extend(routes_task);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let listen_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+
+    let (recover, _) = broadcast::channel(4);
+    let ready = Arc::new(AtomicBool::new(false));
+    let recover_hook = {
+        let recover = recover.clone();
+        Arc::new(move || {
+            let _ = recover.send(());
+        })
+    };
+    let (control_addr, control_task) = ControlServer::bind(
+        config.control,
+        ControlDeps {
+            hub: Arc::clone(&hub),
+            ready: Arc::clone(&ready),
+            recover: recover_hook,
+            limits: config.control_limits,
+        },
+    )
+    .await
+    .map_err(|source| StartError::Control {
+        addr: config.control,
+        source,
+    })?;
+    tasks.push(control_task);
+
+    let zmq = start_zmq(&config.zmq, &hub, channel_events).await?;
+    tasks.extend(zmq);
+
+    let ctx = Arc::new(ProxyContext {
+        settings: config.hold.clone(),
+        hub: Arc::clone(&hub),
+        metrics,
+        origin: OriginClient::new(),
+        sig: config.sig.clone(),
+        upstream_key: config.upstream_key.clone(),
+        routes,
+        recover,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    tasks.push(tokio::spawn(crate::server::serve(listener, ctx, shutdown_rx)));
+    tasks.push(tokio::spawn(
+        Arc::clone(&hub).run_maintenance(Duration::from_millis(100)),
+    ));
+    ready.store(true, std::sync::atomic::Ordering::Release);
+    Ok(RunningProxy {
+        listen_addr,
+        control_addr,
+        hub,
+        ready,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn start_zmq(
+    settings: &ZmqSettings,
+    hub: &Arc<Hub>,
+    events: mpsc::UnboundedReceiver<ChannelEvent>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let inputs = ZmqInputs::start(settings.clone(), Arc::clone(hub), events)
+        .await
+        .map_err(|e| StartError::Zmq(e.to_string()))?;
+    Ok(inputs.into_tasks())
+}
+
+/// The route table: inline routes first, then the routes file's, kept current as the
+/// file changes.
+async fn route_source(
+    config: &ProxyConfig,
+) -> Result<(watch::Receiver<Arc<RouteTable>>, Option<JoinHandle<()>>), StartError> {
+    let inline = config.routes.clone();
+    let combine = move |file: &RouteTable| {
+        let mut table = RouteTable::new();
+        for route in inline.iter().chain(file.routes()) {
+            // A duplicate condition keeps the first route, as Pushpin does (§7.1).
+            let _ = table.push(route.clone());
+        }
+        Arc::new(table)
+    };
+    let Some(path) = &config.routes_file else {
+        let (_tx, rx) = watch::channel(combine(&RouteTable::new()));
+        // The sender is dropped: the table never changes, and `borrow` keeps working.
+        return Ok((rx, None));
+    };
+    let (mut file_rx, watcher) = RoutesWatcher::start(path.clone()).map_err(|e| StartError::Routes(e.to_string()))?;
+    let (tx, rx) = watch::channel(combine(&file_rx.borrow()));
+    let task = tokio::spawn(async move {
+        while file_rx.changed().await.is_ok() {
+            let table = combine(&file_rx.borrow());
+            if tx.send(table).is_err() {
+                break;
+            }
+        }
+        watcher.abort();
+    });
+    Ok((rx, Some(task)))
+}

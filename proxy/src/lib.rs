@@ -1,0 +1,19 @@
+//! Fjord's GRIP realtime reverse proxy.
+//!
+//! Section numbers (§) refer to `spec/grip.md`.
+
+pub mod body;
+pub mod context;
+pub mod exchange;
+pub mod filter;
+pub mod hold;
+pub mod hub;
+pub mod keys;
+pub mod metrics;
+pub mod origin;
+pub mod queue;
+pub mod route;
+pub mod routes_file;
+pub mod sequencer;
+pub mod server;
+pub mod test_origin;

@@ -1,0 +1,195 @@
+//! The bounded outgoing queue of one held connection.
+//!
+//! The hub pushes, the connection pops. A push never waits: when the queue is full the
+//! queue is marked overflowed and the connection is woken to close itself (design
+//! "Limits and back-pressure"). The queue holds no allocation while empty, which is
+//! the normal state of an idle connection.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Why a push did not enqueue the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue just overflowed (or had before); the connection will close.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// What the connection side gets from the queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueueEvent<T> {
+    Item(T),
+    /// The queue overflowed; everything queued before the overflow was already taken.
+    Overflowed,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    items: VecDeque<T>,
+    overflowed: bool,
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+/// A bounded single-consumer queue with an overflow flag.
+#[derive(Debug)]
+pub struct ConnectionQueue<T> {
+    capacity: usize,
+    state: Mutex<State<T>>,
+}
+
+impl<T> ConnectionQueue<T> {
+    pub fn new(capacity: usize) -> Self {
+        ConnectionQueue {
+            capacity: capacity.max(1),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                overflowed: false,
+                closed: false,
+                waker: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Every critical section leaves the state consistent, so a poisoned lock
+        // (a panic elsewhere while held) is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Enqueues `item` without waiting.
+    pub fn push(&self, item: T) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.overflowed {
+            return Err(PushError::Full);
+        }
+        if state.items.len() >= self.capacity {
+            state.overflowed = true;
+            let waker = state.waker.take();
+            drop(state);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            return Err(PushError::Full);
+        }
+        state.items.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Takes the next item, reports an overflow once the queue is drained, or
+    /// registers the task to be woken by the next push.
+    pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<QueueEvent<T>> {
+        let mut state = self.lock();
+        if let Some(item) = state.items.pop_front() {
+            return Poll::Ready(QueueEvent::Item(item));
+        }
+        if state.overflowed {
+            return Poll::Ready(QueueEvent::Overflowed);
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        // Release the memory of a burst once it has been written.
+        if state.items.capacity() > self.capacity {
+            state.items.shrink_to_fit();
+        }
+        Poll::Pending
+    }
+
+    /// Takes the next item if there is one, without registering for wake-ups.
+    pub fn try_pop(&self) -> Option<T> {
+        self.lock().items.pop_front()
+    }
+
+    /// Waits for the next item or the overflow.
+    pub async fn pop(&self) -> QueueEvent<T> {
+        std::future::poll_fn(|cx| self.poll_pop(cx)).await
+    }
+
+    /// Refuses further pushes; called when the connection ends.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        state.items.clear();
+        state.waker = None;
+    }
+
+    pub fn is_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn items_come_out_in_push_order() {
+        let q = ConnectionQueue::new(4);
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        assert_eq!(q.try_pop(), Some(1));
+        assert_eq!(q.try_pop(), Some(2));
+        assert_eq!(q.try_pop(), None);
+    }
+
+    #[tokio::test]
+    async fn overflow_is_reported_after_the_queued_items() {
+        let q = ConnectionQueue::new(2);
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        assert_eq!(q.push(3), Err(PushError::Full));
+        assert_eq!(q.push(4), Err(PushError::Full), "stays overflowed");
+        assert_eq!(q.pop().await, QueueEvent::Item(1));
+        assert_eq!(q.pop().await, QueueEvent::Item(2));
+        assert_eq!(q.pop().await, QueueEvent::Overflowed);
+    }
+
+    #[tokio::test]
+    async fn a_push_wakes_the_waiting_connection() {
+        let q = Arc::new(ConnectionQueue::new(2));
+        let waiter = {
+            let q = Arc::clone(&q);
+            tokio::spawn(async move { q.pop().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        q.push(7).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), waiter)
+            .await
+            .expect("woken")
+            .expect("task ran");
+        assert_eq!(got, QueueEvent::Item(7));
+    }
+
+    #[test]
+    fn closed_queue_refuses_pushes() {
+        let q = ConnectionQueue::new(2);
+        q.close();
+        assert_eq!(q.push(1), Err(PushError::Closed));
+    }
+}

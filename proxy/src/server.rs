@@ -1,0 +1,94 @@
+//! The public listener: accepts client connections and routes each request (§7.1).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, ProxyBody};
+use crate::context::ProxyContext;
+use crate::exchange;
+use crate::route::RouteTarget;
+use crate::test_origin;
+
+/// A client must send its request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ProxyContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors or a connection reset before accept: keep
+                // serving the others, after a breath so a full table can drain.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = Arc::clone(&ctx);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let ctx = Arc::clone(&ctx);
+                async move { Ok::<_, Infallible>(dispatch(ctx, request, peer).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Picks the route for a request and hands it to the route's handler.
+async fn dispatch(
+    ctx: Arc<ProxyContext>,
+    request: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .map(str::to_owned);
+    let is_websocket = request
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let route = {
+        let routes = ctx.routes.borrow();
+        routes
+            .select(host.as_deref(), request.uri().path(), false, is_websocket)
+            .cloned()
+            .map(Arc::new)
+    };
+    let Some(route) = route else {
+        return body::text(StatusCode::BAD_GATEWAY, "No route for request.\n");
+    };
+    match &route.target {
+        RouteTarget::Origin(_) => exchange::handle(ctx, route, request, false).await,
+        RouteTarget::Test => test_origin::handle(ctx, route, request).await,
+    }
+}

@@ -1,0 +1,215 @@
+//! `fjord.toml`: the one configuration file of every subcommand.
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the file, the
+//! line and the key, because a typo in a config must never be silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file. Every section is optional; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FjordConfig {
+    #[serde(default)]
+    pub proxy: ProxySection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    /// librdkafka settings, passed through unchanged.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub relay: RelaySection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "defaults::control")]
+    pub control: SocketAddr,
+    #[serde(default = "defaults::zmq_pull")]
+    pub zmq_pull: String,
+    #[serde(default = "defaults::zmq_sub")]
+    pub zmq_sub: String,
+    #[serde(default)]
+    pub relays: Vec<String>,
+    pub routes_file: Option<PathBuf>,
+    #[serde(default = "defaults::sig_iss")]
+    pub sig_iss: String,
+    pub sig_key: Option<String>,
+    pub upstream_key: Option<String>,
+    #[serde(default)]
+    pub debug: bool,
+    #[serde(default = "defaults::yes")]
+    pub update_on_first_subscription: bool,
+    #[serde(default = "defaults::connection_subscription_max")]
+    pub connection_subscription_max: usize,
+    /// Seconds; 0 turns de-duplication by item id off.
+    #[serde(default = "defaults::id_cache_ttl")]
+    pub id_cache_ttl: u64,
+    /// Milliseconds an out-of-order item waits for its predecessor.
+    #[serde(default = "defaults::message_wait")]
+    pub message_wait: u64,
+    #[serde(default)]
+    pub route: Vec<RouteSection>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        // An empty table deserializes to all defaults; reuse that as the one source.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("empty proxy section parses"))
+    }
+}
+
+/// One `[[proxy.route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub path: Option<String>,
+    /// GRIP origin mode: the backend's URL.
+    pub origin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Key that signs and verifies client tokens (`base64:…`, `file:…`, or a secret).
+    pub jwt_key: Option<String>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    pub publish: Option<String>,
+    pub control: Option<SocketAddr>,
+    #[serde(default)]
+    pub stream: Vec<StreamSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    pub topic: String,
+    pub channel: Option<String>,
+    pub event: Option<String>,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 7999))
+    }
+    pub fn control() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 5561))
+    }
+    pub fn zmq_pull() -> String {
+        "tcp://127.0.0.1:5560".into()
+    }
+    pub fn zmq_sub() -> String {
+        "tcp://127.0.0.1:5562".into()
+    }
+    pub fn sig_iss() -> String {
+        "pushpin".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn connection_subscription_max() -> usize {
+        20
+    }
+    pub fn id_cache_ttl() -> u64 {
+        60
+    }
+    pub fn message_wait() -> u64 {
+        5000
+    }
+}
+
+/// A configuration problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{location}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// `:line:column` when known.
+    pub location: String,
+    pub message: String,
+}
+
+impl FjordConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<FjordConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            location: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<FjordConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let location = e
+                .span()
+                .map(|span| {
+                    let (line, column) = line_column(text, span.start);
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            ConfigError {
+                file: file.to_owned(),
+                location,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_pushpin_defaults() {
+        let config = FjordConfig::parse("", "fjord.toml").expect("empty config is valid");
+        assert_eq!(config.proxy.listen.port(), 7999);
+        assert_eq!(config.proxy.control.to_string(), "127.0.0.1:5561");
+        assert_eq!(config.proxy.sig_iss, "pushpin");
+        assert_eq!(config.proxy.connection_subscription_max, 20);
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_file_line_and_key() {
+        let err = FjordConfig::parse("[proxy]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "f.toml")
+            .expect_err("typo must fail");
+        let text = err.to_string();
+        assert!(text.starts_with("f.toml:3:1:"), "{text}");
+        assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn routes_are_read_in_order() {
+        let config = FjordConfig::parse(
+            "[[proxy.route]]\npath = \"/api/\"\norigin = \"http://127.0.0.1:8080\"\n",
+            "f.toml",
+        )
+        .expect("valid");
+        assert_eq!(config.proxy.route.len(), 1);
+        assert_eq!(config.proxy.route[0].path.as_deref(), Some("/api/"));
+    }
+}

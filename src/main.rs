@@ -1,0 +1,60 @@
+//! The `fjord` command line: a thin layer over the proxy, relay and protocol crates.
+
+mod config;
+mod proxy_cmd;
+mod token_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Stream Kafka topics to browsers and phones: a Pushpin-compatible GRIP proxy.
+#[derive(Parser)]
+#[command(name = "fjord", version, about, propagate_version = true)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Proxy(proxy_cmd::ProxyArgs),
+    Token(token_cmd::TokenArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Token(args) => token_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fjord: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `fjord proxy`: run the GRIP proxy alone.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use fjord_proxy::context::HoldSettings;
+use fjord_proxy::hub::HubConfig;
+use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
+use fjord_proxy::launch::{self, ProxyConfig};
+use fjord_proxy::origin::SigSettings;
+use fjord_proxy::route::Route;
+use fjord_proxy::sequencer::SequencerConfig;
+use fjord_proxy::zmq_input::ZmqSettings;
+
+use crate::config::FjordConfig;
+
+/// Pushpin's sample `sig_key`, used when none is configured so that origins set up
+/// for a stock Pushpin accept our requests unchanged.
+const DEFAULT_SIG_KEY: &str = "changeme";
+
+#[derive(Args)]
+#[command(
+    about = "Run the GRIP proxy (Pushpin-compatible)",
+    after_help = "Example:\n  fjord proxy -c fjord.toml --listen 127.0.0.1:7999 --routes routes"
+)]
+pub struct ProxyArgs {
+    /// Configuration file; without it every setting has its default.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Public HTTP listener, overriding `[proxy] listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Control API / metrics / health address, overriding `[proxy] control`.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// A Pushpin routes file, overriding `[proxy] routes_file`.
+    #[arg(long)]
+    routes: Option<PathBuf>,
+    /// ZeroMQ PULL endpoint to bind, overriding `[proxy] zmq_pull` ("" disables).
+    #[arg(long)]
+    zmq_pull: Option<String>,
+    /// ZeroMQ SUB endpoint to bind, overriding `[proxy] zmq_sub` ("" disables).
+    #[arg(long)]
+    zmq_sub: Option<String>,
+}
+
+pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let (config, base_dir) = match &args.config {
+        Some(path) => (
+            FjordConfig::load(path)?,
+            path.parent().map(Path::to_path_buf),
+        ),
+        None => (FjordConfig::default(), None),
+    };
+    let proxy_config = build(&args, &config, base_dir.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let running = launch::start(proxy_config).await?;
+        tracing::info!(
+            listen = %running.listen_addr,
+            control = %running.control_addr,
+            "fjord proxy ready"
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+        tracing::info!("shutting down");
+        running.shutdown();
+        Ok(())
+    })
+}
+
+fn build(
+    args: &ProxyArgs,
+    config: &FjordConfig,
+    base_dir: Option<&Path>,
+) -> anyhow::Result<ProxyConfig> {
+    let section = &config.proxy;
+    let mut routes = Vec::new();
+    for (index, route) in section.route.iter().enumerate() {
+        let origin = route.origin.as_deref().ok_or_else(|| {
+            anyhow!("[[proxy.route]] #{}: `origin` is required", index + 1)
+        })?;
+        routes.push(
+            Route::from_origin_url(route.path.as_deref(), origin)
+                .map_err(|e| anyhow!("[[proxy.route]] #{}: {e}", index + 1))?,
+        );
+    }
+    let routes_file = args
+        .routes
+        .clone()
+        .or_else(|| section.routes_file.as_ref().map(|p| resolve(base_dir, p)));
+    let sig_key_spec = section.sig_key.as_deref().unwrap_or(DEFAULT_SIG_KEY);
+    let sig_key = signing_key_from_spec(sig_key_spec, base_dir)
+        .map_err(|e| anyhow!("[proxy] sig_key: {e}"))?;
+    let upstream_key = section
+        .upstream_key
+        .as_deref()
+        .map(|spec| verifying_key_from_spec(spec, base_dir))
+        .transpose()
+        .map_err(|e| anyhow!("[proxy] upstream_key: {e}"))?;
+    let endpoint = |flag: &Option<String>, configured: &str| {
+        let value = flag.clone().unwrap_or_else(|| configured.to_owned());
+        (!value.is_empty()).then_some(value)
+    };
+    Ok(ProxyConfig {
+        listen: args.listen.unwrap_or(section.listen),
+        control: args.control.unwrap_or(section.control),
+        routes,
+        routes_file,
+        zmq: ZmqSettings {
+            pull: endpoint(&args.zmq_pull, &section.zmq_pull),
+            sub: endpoint(&args.zmq_sub, &section.zmq_sub),
+            relays: section.relays.clone(),
+        },
+        hold: HoldSettings {
+            connection_subscription_max: section.connection_subscription_max,
+            update_on_first_subscription: section.update_on_first_subscription,
+            debug: section.debug,
+        },
+        hub: HubConfig {
+            sequencer: SequencerConfig {
+                message_wait: Duration::from_millis(section.message_wait),
+                id_cache_ttl: Duration::from_secs(section.id_cache_ttl),
+            },
+        },
+        control_limits: Default::default(),
+        sig: SigSettings {
+            iss: section.sig_iss.clone(),
+            key: Some(sig_key),
+        },
+        upstream_key,
+    })
+}
+
+fn resolve(base_dir: Option<&Path>, path: &Path) -> PathBuf {
+    match base_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
