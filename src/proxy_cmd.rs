@@ -9,11 +9,10 @@ use clap::Args;
 use fjord_proxy::context::HoldSettings;
 use fjord_proxy::hub::HubConfig;
 use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
-use fjord_proxy::launch::{self, ProxyConfig};
+use fjord_proxy::launch::{self, ProxyConfig, ZmqSettings};
 use fjord_proxy::origin::SigSettings;
 use fjord_proxy::route::Route;
 use fjord_proxy::sequencer::SequencerConfig;
-use fjord_proxy::zmq_input::ZmqSettings;
 
 use crate::config::FjordConfig;
 

@@ -33,7 +33,9 @@ pub struct FleetPlan {
 
 /// Default loopback source addresses: 127.0.0.2 ..= 127.0.0.17.
 pub fn default_sources() -> Vec<IpAddr> {
-    (2..18).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect()
+    (2..18)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
 }
 
 struct Worker {
@@ -69,7 +71,6 @@ pub struct Merged {
     pub bad_events: u64,
     pub bytes: u64,
     pub latency: Histogram,
-    pub closed_idx: Vec<usize>,
 }
 
 impl Merged {
@@ -210,7 +211,6 @@ impl Fleet {
                     bad_events,
                     bytes,
                     latency,
-                    closed_idx,
                 }) => {
                     m.opened += opened;
                     m.closed += closed;
@@ -218,7 +218,6 @@ impl Fleet {
                     m.bad_events += bad_events;
                     m.bytes += bytes;
                     m.latency.merge(&latency);
-                    m.closed_idx.extend(closed_idx);
                 }
                 Line::Ready(_) => bail!("unexpected ready line"),
             }

@@ -68,10 +68,6 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
     pub fn clear(&mut self) {
         self.counts.clear();
         self.total = 0;
@@ -139,7 +135,17 @@ mod tests {
     #[test]
     fn buckets_are_monotonic_and_tight() {
         let mut last = 0;
-        for v in [0u64, 1, 127, 128, 129, 1000, 65_535, 1 << 20, 10_000_000_000] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            1000,
+            65_535,
+            1 << 20,
+            10_000_000_000,
+        ] {
             let idx = index(v);
             assert!(idx >= last);
             last = idx;
@@ -162,7 +168,7 @@ mod tests {
         let mut m = Histogram::default();
         m.merge(&a.to_sparse());
         m.merge(&b.to_sparse());
-        assert_eq!(m.total(), 1000);
+        assert_eq!(m.summary().samples, 1000);
         let p50 = m.quantile(0.5) as f64;
         assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.02);
         assert_eq!(m.summary().max_ms, 1000.0);

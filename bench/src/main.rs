@@ -22,7 +22,10 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "fjord-bench", about = "Benchmarks for GRIP/SSE realtime proxies")]
+#[command(
+    name = "fjord-bench",
+    about = "Benchmarks for GRIP/SSE realtime proxies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -55,11 +58,15 @@ fn main() -> Result<()> {
         }
         Cmd::Fanout(a) => {
             let cap = a.common.max_seconds;
-            run_scenario(cap, async move { scenarios::fanout(&a, scenarios::Shape::OneChannel).await })
+            run_scenario(cap, async move {
+                scenarios::fanout(&a, scenarios::Shape::OneChannel).await
+            })
         }
         Cmd::FanoutMany(a) => {
             let cap = a.common.max_seconds;
-            run_scenario(cap, async move { scenarios::fanout(&a, scenarios::Shape::ChannelEach).await })
+            run_scenario(cap, async move {
+                scenarios::fanout(&a, scenarios::Shape::ChannelEach).await
+            })
         }
     }
 }

@@ -49,9 +49,17 @@ pub enum PublisherKind {
 /// Where and how to publish.
 #[derive(Debug, Clone)]
 pub enum Target {
-    GripHttp { addr: SocketAddr },
-    GripZmq { addr: SocketAddr, tnetstring: bool },
-    Nchan { addr: SocketAddr, path_prefix: String },
+    GripHttp {
+        addr: SocketAddr,
+    },
+    GripZmq {
+        addr: SocketAddr,
+        tnetstring: bool,
+    },
+    Nchan {
+        addr: SocketAddr,
+        path_prefix: String,
+    },
 }
 
 /// What to publish.

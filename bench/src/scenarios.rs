@@ -99,7 +99,13 @@ struct Session {
     channels: usize,
 }
 
-fn fleet_plan(c: &Common, running: &Running, conns: usize, channels: usize, prefix: &str) -> FleetPlan {
+fn fleet_plan(
+    c: &Common,
+    running: &Running,
+    conns: usize,
+    channels: usize,
+    prefix: &str,
+) -> FleetPlan {
     FleetPlan {
         addr: running.launch.client,
         path_prefix: running.launch.sub_prefix.clone(),
@@ -115,7 +121,13 @@ fn fleet_plan(c: &Common, running: &Running, conns: usize, channels: usize, pref
     }
 }
 
-async fn connect(c: &Common, running: Running, conns: usize, channels: usize, prefix: &str) -> Result<Session> {
+async fn connect(
+    c: &Common,
+    running: Running,
+    conns: usize,
+    channels: usize,
+    prefix: &str,
+) -> Result<Session> {
     let plan = fleet_plan(c, &running, conns, channels, prefix);
     let mut fleet = Fleet::spawn(&plan)?;
     eprintln!(
@@ -141,15 +153,19 @@ async fn connect(c: &Common, running: Running, conns: usize, channels: usize, pr
 
 /// Deliveries expected when messages `0..attempted` (minus failed ones) go to
 /// channel `seq % channels` and connection `i` listens on `i % channels`.
-fn expected(s: &Session, report: &PublishReport, merged: &Merged) -> u64 {
+/// Every connection that opened counts, including ones the server closed
+/// later: what they missed is loss.
+fn expected(s: &Session, report: &PublishReport) -> u64 {
     let ch = s.channels as u64;
     let total = report.attempted;
-    let mut per_channel: Vec<u64> = (0..ch).map(|c| total / ch + u64::from(c < total % ch)).collect();
+    let mut per_channel: Vec<u64> = (0..ch)
+        .map(|c| total / ch + u64::from(c < total % ch))
+        .collect();
     for &seq in &report.failed_seqs {
         per_channel[(seq % ch) as usize] -= 1;
     }
     let mut excluded = vec![false; s.conns];
-    for &i in s.setup.failed_idx.iter().chain(&merged.closed_idx) {
+    for &i in &s.setup.failed_idx {
         if let Some(x) = excluded.get_mut(i) {
             *x = true;
         }
@@ -169,13 +185,19 @@ struct Drained {
 
 /// Polls the workers until every expected event arrived, progress stalls
 /// for `stall`, or `max` has passed since publishing ended.
-async fn drain(s: &mut Session, report: &PublishReport, t0: Instant, max: Duration, stall: Duration) -> Result<Drained> {
+async fn drain(
+    s: &mut Session,
+    report: &PublishReport,
+    t0: Instant,
+    max: Duration,
+    stall: Duration,
+) -> Result<Drained> {
     let end = Instant::now() + max;
     let mut last_events = u64::MAX;
     let mut last_change = Instant::now();
     loop {
         let merged = s.fleet.report().await?;
-        let exp = expected(s, report, &merged);
+        let exp = expected(s, report);
         if merged.events != last_events {
             last_events = merged.events;
             last_change = Instant::now();
@@ -224,7 +246,7 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
     let c = &a.common;
     let channels = a.channels.unwrap_or(a.conns).max(1);
     let publisher_kind = c.publisher.unwrap_or(c.system.default_publisher());
-    let mut running = systems::start(c.system).await?;
+    let running = systems::start(c.system).await?;
     let target = running.target(publisher_kind)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = procstat::sample(running.root_pid())?;
@@ -245,7 +267,14 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
         let plan = publish_plan("idle", channels, rate, channels as u64, secs);
         let t0 = Instant::now();
         let report = publisher::run(&target, &plan).await?;
-        let d = drain(&mut s, &report, t0, Duration::from_secs(15), Duration::from_secs(3)).await?;
+        let d = drain(
+            &mut s,
+            &report,
+            t0,
+            Duration::from_secs(15),
+            Duration::from_secs(3),
+        )
+        .await?;
         json!({
             "published": report.published,
             "publish_failed": report.failed,

@@ -381,7 +381,8 @@ mod tests {
 
     #[test]
     fn sse_events_across_reads() {
-        let wire = b": hi\n\nid: 1\ndata: {\"seq\":1,\"ts\":5}\n\ndata: {\"seq\":2,\"ts\":6}\r\n\r\n";
+        let wire =
+            b": hi\n\nid: 1\ndata: {\"seq\":1,\"ts\":5}\n\ndata: {\"seq\":2,\"ts\":6}\r\n\r\n";
         for cut in 0..wire.len() {
             let mut p = SseParser::default();
             let mut got = Vec::new();

@@ -64,8 +64,13 @@ fn free_port_range(lo: u16, hi: u16, span: u16) -> Result<u16> {
     let seed = std::process::id() as u64 ^ crate::payload::now_us();
     let width = u64::from(hi - lo - span);
     for i in 0..500u64 {
-        let base = lo + ((seed.wrapping_mul(6364136223846793005).wrapping_add(i * 7919)) % width) as u16;
-        let all_free = (0..span).all(|k| TcpListener::bind((Ipv4Addr::LOCALHOST, base + k)).is_ok());
+        let base = lo
+            + ((seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(i * 7919))
+                % width) as u16;
+        let all_free =
+            (0..span).all(|k| TcpListener::bind((Ipv4Addr::LOCALHOST, base + k)).is_ok());
         if all_free {
             return Ok(base);
         }
@@ -116,14 +121,23 @@ fn prepare_pushpin(dir: &Path, origin: SocketAddr) -> Result<Launch> {
         .replace("ipc:///var/run/zurl/", "ipc://{rundir}/{ipc_prefix}");
     fs::write(dir.join("internal.conf"), internal)?;
     fs::write(dir.join("routes"), format!("* {origin}\n"))?;
+    // Warnings only by default (info logs one line per publish and request);
+    // FJORD_BENCH_PUSHPIN_LOG_LEVEL=3 for debugging.
+    let log_level = std::env::var("FJORD_BENCH_PUSHPIN_LOG_LEVEL").unwrap_or_else(|_| "1".into());
     let settings = [
-        ("runner.services", "condure,zurl,pushpin-proxy,pushpin-handler".to_string()),
+        (
+            "runner.services",
+            "condure,zurl,pushpin-proxy,pushpin-handler".to_string(),
+        ),
         ("runner.client_maxconn", CLIENT_MAXCONN.to_string()),
         ("runner.client_buffer_size", "8192".into()),
-        ("runner.log_level", "1".into()),
+        ("runner.log_level", log_level.clone()),
         ("handler.message_rate", "0".into()),
         ("handler.message_hwm", "1000000".into()),
-        ("handler.update_on_first_subscription", "true (default)".into()),
+        (
+            "handler.update_on_first_subscription",
+            "true (default)".into(),
+        ),
         ("global.port_offset", offset.to_string()),
     ];
     let conf = format!(
@@ -138,7 +152,7 @@ fn prepare_pushpin(dir: &Path, origin: SocketAddr) -> Result<Launch> {
          services=condure,zurl,pushpin-proxy,pushpin-handler\n\
          http_port={client}\n\
          logdir={dir}/log\n\
-         log_level=1\n\
+         log_level={log_level}\n\
          client_buffer_size=8192\n\
          client_maxconn={CLIENT_MAXCONN}\n\
          condure_bin=condure\n\
@@ -181,7 +195,10 @@ fn prepare_pushpin(dir: &Path, origin: SocketAddr) -> Result<Launch> {
         grip_http: Some(loopback(5561 + offset)),
         grip_zmq: Some(loopback(5560 + offset)),
         nchan_pub: None,
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
     })
 }
 
@@ -251,7 +268,10 @@ fn prepare_nchan(dir: &Path) -> Result<Launch> {
         grip_http: None,
         grip_zmq: None,
         nchan_pub: Some((client, "/pub/".into())),
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     })
 }
 
@@ -411,7 +431,10 @@ impl Running {
     /// Last lines of every log file in the private directory.
     pub fn log_tail(&self) -> String {
         let mut out = String::new();
-        let mut files = vec![self.dir.path().join("server.log"), self.dir.path().join("error.log")];
+        let mut files = vec![
+            self.dir.path().join("server.log"),
+            self.dir.path().join("error.log"),
+        ];
         if let Ok(rd) = fs::read_dir(self.dir.path().join("log")) {
             files.extend(rd.flatten().map(|e| e.path()));
         }
@@ -444,7 +467,12 @@ fn wait_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
 /// Starts `kind` (and the origin it needs) and waits until an SSE subscribe
 /// succeeds end to end.
 pub async fn start(kind: SystemKind) -> Result<Running> {
-    let dir = tempfile::Builder::new().prefix("fjord-bench-").tempdir()?;
+    let mut dir = tempfile::Builder::new().prefix("fjord-bench-").tempdir()?;
+    if std::env::var_os("FJORD_BENCH_KEEP").is_some() {
+        // Keep configs and logs for inspection.
+        dir.disable_cleanup(true);
+        eprintln!("bench: keeping {}", dir.path().display());
+    }
     let origin = if kind.needs_origin() {
         let addr = loopback(free_port()?);
         let exe = std::env::current_exe()?;
@@ -459,7 +487,11 @@ pub async fn start(kind: SystemKind) -> Result<Running> {
     let launch = kind.prepare(dir.path(), origin.as_ref().map(|o| o.0))?;
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args).current_dir(dir.path());
-    let server = GroupChild::spawn(&format!("{kind:?}"), &mut cmd, &dir.path().join("server.log"))?;
+    let server = GroupChild::spawn(
+        &format!("{kind:?}"),
+        &mut cmd,
+        &dir.path().join("server.log"),
+    )?;
     let mut running = Running {
         kind,
         launch,
@@ -468,7 +500,10 @@ pub async fn start(kind: SystemKind) -> Result<Running> {
         dir,
     };
     if let Err(e) = probe(&mut running).await {
-        bail!("{kind:?} did not become ready: {e:#}\n{}", running.log_tail());
+        bail!(
+            "{kind:?} did not become ready: {e:#}\n{}",
+            running.log_tail()
+        );
     }
     Ok(running)
 }
@@ -476,7 +511,10 @@ pub async fn start(kind: SystemKind) -> Result<Running> {
 async fn probe(running: &mut Running) -> Result<()> {
     let l = running.launch.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
-    for addr in [Some(l.client), l.grip_http, l.grip_zmq].into_iter().flatten() {
+    for addr in [Some(l.client), l.grip_http, l.grip_zmq]
+        .into_iter()
+        .flatten()
+    {
         loop {
             running.check_alive()?;
             if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {

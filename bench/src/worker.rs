@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -86,8 +86,6 @@ pub struct Report {
     pub bad_events: u64,
     pub bytes: u64,
     pub latency: SparseHistogram,
-    /// Global indices of connections that ended after opening (capped).
-    pub closed_idx: Vec<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -104,12 +102,15 @@ struct Shared {
     counters: Counters,
     opened: AtomicU64,
     closed: AtomicU64,
-    closed_idx: Mutex<Vec<usize>>,
 }
 
 enum SetupResult {
     Opened,
-    Failed { idx: usize, attempts: u32, error: String },
+    Failed {
+        idx: usize,
+        attempts: u32,
+        error: String,
+    },
 }
 
 pub fn main(args: WorkerArgs) -> Result<()> {
@@ -178,14 +179,17 @@ async fn run(args: WorkerArgs) -> Result<()> {
             shared.opened.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(SetupResult::Opened);
             drop(tx);
+            let opened_at = Instant::now();
             let res = stream.pump(&shared.counters).await;
-            if let Err(e) = res {
-                eprintln!("worker: connection {idx} ended: {e:#}");
-            }
-            shared.closed.fetch_add(1, Ordering::Relaxed);
-            let mut closed = shared.closed_idx.lock().expect("closed lock");
-            if closed.len() < IDX_CAP {
-                closed.push(idx);
+            let why = match res {
+                Ok(()) => "closed by server".to_string(),
+                Err(e) => format!("failed: {e:#}"),
+            };
+            if shared.closed.fetch_add(1, Ordering::Relaxed) < 10 {
+                eprintln!(
+                    "worker: connection {idx} {why} after {:.1} s",
+                    opened_at.elapsed().as_secs_f64()
+                );
             }
         });
     }
@@ -239,6 +243,5 @@ fn snapshot(shared: &Shared) -> Report {
         bad_events: c.bad_events.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         latency: c.latency.lock().expect("latency lock").to_sparse(),
-        closed_idx: shared.closed_idx.lock().expect("closed lock").clone(),
     }
 }

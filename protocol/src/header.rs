@@ -231,7 +231,9 @@ fn parse_param(
             let value = parse_quoted(cur)?;
             cur.skip_whitespace();
             match cur.peek() {
-                Some(c) if !is_delim(c) => return Err(HeaderSyntaxError::TextAfterQuote { found: c }),
+                Some(c) if !is_delim(c) => {
+                    return Err(HeaderSyntaxError::TextAfterQuote { found: c })
+                }
                 _ => {}
             }
             Some(value)
@@ -327,7 +329,10 @@ pub enum GripLastError {
 
 impl GripLast {
     pub fn new(channel: impl Into<String>, last_id: impl Into<String>) -> Self {
-        GripLast { channel: channel.into(), last_id: last_id.into() }
+        GripLast {
+            channel: channel.into(),
+            last_id: last_id.into(),
+        }
     }
 
     /// Formats the header value, quoting the ID only when it would not survive unquoted,
@@ -343,7 +348,11 @@ impl GripLast {
         if !channel_ok {
             return Err(GripLastError::UnrepresentableChannel(self.channel.clone()));
         }
-        if self.last_id.chars().any(|c| c.is_ascii_control() && c != '\t') {
+        if self
+            .last_id
+            .chars()
+            .any(|c| c.is_ascii_control() && c != '\t')
+        {
             return Err(GripLastError::UnrepresentableId(self.last_id.clone()));
         }
         let text = format!("{channel}; last-id={}", quote_if_needed(&self.last_id));
@@ -373,7 +382,9 @@ impl GripLast {
 /// Quotes a parameter value when separators, quotes, backslashes or whitespace would
 /// otherwise change how it reads back.
 pub fn quote_if_needed(value: &str) -> std::borrow::Cow<'_, str> {
-    let needs_quotes = value.chars().any(|c| matches!(c, ',' | ';' | '"' | '\\' | ' ' | '\t' | '='));
+    let needs_quotes = value
+        .chars()
+        .any(|c| matches!(c, ',' | ';' | '"' | '\\' | ' ' | '\t' | '='));
     if !needs_quotes {
         return std::borrow::Cow::Borrowed(value);
     }

@@ -161,7 +161,9 @@ pub enum ItemProblem {
     UnknownMessageType(String),
     #[error("no content (expected {expected})")]
     MissingContent { expected: &'static str },
-    #[error("no format given (expected at least one of 'http-response', 'http-stream', 'ws-message')")]
+    #[error(
+        "no format given (expected at least one of 'http-response', 'http-stream', 'ws-message')"
+    )]
     NoFormats,
 }
 

@@ -99,11 +99,19 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     /// Raises a timeout below [`MIN_KEEP_ALIVE_TIMEOUT`] to it (§2.2) and rejects empty data.
-    pub fn new(data: Bytes, timeout: Duration, mode: KeepAliveMode) -> Result<Self, KeepAliveError> {
+    pub fn new(
+        data: Bytes,
+        timeout: Duration,
+        mode: KeepAliveMode,
+    ) -> Result<Self, KeepAliveError> {
         if data.is_empty() {
             return Err(KeepAliveError::Empty);
         }
-        Ok(KeepAlive { data, timeout: timeout.max(MIN_KEEP_ALIVE_TIMEOUT), mode })
+        Ok(KeepAlive {
+            data,
+            timeout: timeout.max(MIN_KEEP_ALIVE_TIMEOUT),
+            mode,
+        })
     }
 
     pub fn data(&self) -> &Bytes {
@@ -124,7 +132,10 @@ impl KeepAlive {
 /// `cstring` understands `\\`, `\r`, `\n`, `\t` and `\xHH`. Pushpin knows all but `\t` and
 /// silently drops any other escaped character together with its backslash; js-grip emits
 /// `\t`, so it is decoded as TAB (§2.2) and everything else follows Pushpin.
-pub fn decode_keepalive_data(input: &[u8], format: KeepAliveFormat) -> Result<Bytes, KeepAliveError> {
+pub fn decode_keepalive_data(
+    input: &[u8],
+    format: KeepAliveFormat,
+) -> Result<Bytes, KeepAliveError> {
     match format {
         KeepAliveFormat::Raw => Ok(Bytes::copy_from_slice(input)),
         KeepAliveFormat::Cstring => decode_cstring(input).map(Bytes::from),
@@ -265,22 +276,36 @@ mod tests {
     #[test]
     fn format_and_mode_params_default_on_empty_value() {
         assert_eq!(KeepAliveFormat::from_param(""), Some(KeepAliveFormat::Raw));
-        assert_eq!(KeepAliveFormat::from_param("cstring"), Some(KeepAliveFormat::Cstring));
+        assert_eq!(
+            KeepAliveFormat::from_param("cstring"),
+            Some(KeepAliveFormat::Cstring)
+        );
         assert_eq!(KeepAliveFormat::from_param("hex"), None);
         assert_eq!(KeepAliveMode::from_param(""), Some(KeepAliveMode::Idle));
-        assert_eq!(KeepAliveMode::from_param("interval"), Some(KeepAliveMode::Interval));
+        assert_eq!(
+            KeepAliveMode::from_param("interval"),
+            Some(KeepAliveMode::Interval)
+        );
         assert_eq!(KeepAliveMode::from_param("Idle"), None);
     }
 
     #[test]
     fn keep_alive_timeout_below_one_second_is_raised() {
-        let ka = KeepAlive::new(Bytes::from_static(b"\n"), Duration::ZERO, KeepAliveMode::Idle);
+        let ka = KeepAlive::new(
+            Bytes::from_static(b"\n"),
+            Duration::ZERO,
+            KeepAliveMode::Idle,
+        );
         assert_eq!(ka.unwrap().timeout(), Duration::from_secs(1));
     }
 
     #[test]
     fn keep_alive_with_empty_data_is_rejected() {
-        let ka = KeepAlive::new(Bytes::new(), DEFAULT_KEEP_ALIVE_TIMEOUT, KeepAliveMode::Idle);
+        let ka = KeepAlive::new(
+            Bytes::new(),
+            DEFAULT_KEEP_ALIVE_TIMEOUT,
+            KeepAliveMode::Idle,
+        );
         assert_eq!(ka, Err(KeepAliveError::Empty));
     }
 

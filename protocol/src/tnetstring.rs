@@ -235,7 +235,12 @@ struct Decoder<'a> {
 impl Decoder<'_> {
     /// Parses the value starting at `start`, which must end at or before `end`;
     /// `depth` is the number of enclosing dicts/lists. Returns the position after it.
-    fn value(&self, start: usize, end: usize, depth: usize) -> Result<(Value, usize), TnetstringError> {
+    fn value(
+        &self,
+        start: usize,
+        end: usize,
+        depth: usize,
+    ) -> Result<(Value, usize), TnetstringError> {
         let (size, payload_start) = self.size(start, end)?;
         let available = end - payload_start;
         if size >= available {

@@ -59,9 +59,10 @@ pub fn decode_sub_message<F: AsRef<[u8]>>(frames: &[F]) -> Result<PublishItem, F
             got: frames.len(),
         });
     };
-    let channel = std::str::from_utf8(channel.as_ref()).map_err(|e| FrameError::ChannelNotUtf8 {
-        offset: e.valid_up_to(),
-    })?;
+    let channel =
+        std::str::from_utf8(channel.as_ref()).map_err(|e| FrameError::ChannelNotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
     decode_item_frame(item.as_ref(), Some(channel))
 }
 

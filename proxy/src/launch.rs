@@ -19,7 +19,28 @@ use crate::metrics::Metrics;
 use crate::origin::{OriginClient, SigSettings};
 use crate::route::{Route, RouteTable};
 use crate::routes_file::RoutesWatcher;
-use crate::zmq_input::{ZmqInputs, ZmqSettings};
+use crate::zmq_input::{bind_pull, start_sub, SubInputConfig, ZmqInput};
+
+/// The ZeroMQ publish inputs (§4.2, §4.3); `None` turns an input off.
+#[derive(Debug, Clone)]
+pub struct ZmqSettings {
+    /// PULL endpoint to bind (`push_in_spec`).
+    pub pull: Option<String>,
+    /// SUB endpoint to bind (`push_in_sub_specs`).
+    pub sub: Option<String>,
+    /// Relay PUB endpoints to connect SUB to.
+    pub relays: Vec<String>,
+}
+
+impl Default for ZmqSettings {
+    fn default() -> Self {
+        ZmqSettings {
+            pull: Some("tcp://127.0.0.1:5560".to_owned()),
+            sub: Some("tcp://127.0.0.1:5562".to_owned()),
+            relays: Vec::new(),
+        }
+    }
+}
 
 /// Everything a proxy is started with.
 #[derive(Clone)]
@@ -87,6 +108,7 @@ pub struct RunningProxy {
     pub ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    zmq_inputs: Vec<ZmqInput>,
 }
 
 impl RunningProxy {
@@ -95,6 +117,9 @@ impl RunningProxy {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             task.abort();
+        }
+        for input in self.zmq_inputs {
+            input.abort();
         }
     }
 }
@@ -143,8 +168,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     })?;
     tasks.push(control_task);
 
-    let zmq = start_zmq(&config.zmq, &hub, channel_events).await?;
-    tasks.extend(zmq);
+    let zmq_inputs = start_zmq(&config.zmq, &hub, channel_events).await?;
 
     let ctx = Arc::new(ProxyContext {
         settings: config.hold.clone(),
@@ -169,6 +193,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         ready,
         shutdown,
         tasks,
+        zmq_inputs,
     })
 }
 
@@ -176,11 +201,25 @@ async fn start_zmq(
     settings: &ZmqSettings,
     hub: &Arc<Hub>,
     events: mpsc::UnboundedReceiver<ChannelEvent>,
-) -> Result<Vec<JoinHandle<()>>, StartError> {
-    let inputs = ZmqInputs::start(settings.clone(), Arc::clone(hub), events)
+) -> Result<Vec<ZmqInput>, StartError> {
+    let mut inputs = Vec::new();
+    if let Some(pull) = &settings.pull {
+        let input = bind_pull(pull, Arc::clone(hub))
+            .await
+            .map_err(|e| StartError::Zmq(e.to_string()))?;
+        inputs.push(input);
+    }
+    let sub = SubInputConfig {
+        bind: settings.sub.iter().cloned().collect(),
+        relays: settings.relays.clone(),
+    };
+    // The SUB side also keeps consuming channel events when nothing is bound or
+    // connected, so the hub's event queue never grows without bound.
+    let input = start_sub(&sub, Arc::clone(hub), events)
         .await
         .map_err(|e| StartError::Zmq(e.to_string()))?;
-    Ok(inputs.into_tasks())
+    inputs.push(input);
+    Ok(inputs)
 }
 
 /// The route table: inline routes first, then the routes file's, kept current as the

@@ -4,11 +4,14 @@
 
 pub mod body;
 pub mod context;
+pub mod control;
 pub mod exchange;
 pub mod filter;
 pub mod hold;
 pub mod hub;
 pub mod keys;
+pub mod launch;
+pub mod log_limit;
 pub mod metrics;
 pub mod origin;
 pub mod queue;
@@ -17,3 +20,5 @@ pub mod routes_file;
 pub mod sequencer;
 pub mod server;
 pub mod test_origin;
+pub mod zmq_input;
+pub mod zmtp;

@@ -14,12 +14,8 @@
 //! [`RouteWarning`] in the returned table.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::route::{
     split_host_port, HostMatch, OriginTarget, PathRewrite, Protocol, Route, RouteCondition,
@@ -609,168 +605,9 @@ fn parse_origin(
     Ok(target)
 }
 
-/// Size and modification time: what the watcher compares between polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    modified: Option<SystemTime>,
-    len: u64,
-}
+mod watcher;
 
-impl Fingerprint {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        Fingerprint {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-        }
-    }
-
-    /// On file systems with coarse timestamps a second write within the same tick
-    /// leaves size and mtime unchanged (swapping two targets keeps the size), so
-    /// for a while after a write the content itself is compared.
-    fn is_recent(&self) -> bool {
-        const RACY_WINDOW: Duration = Duration::from_secs(2);
-        self.modified
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_none_or(|age| age < RACY_WINDOW)
-    }
-}
-
-/// Keeps a routes file's table current (§7.1: "watched and reloaded about 1 s
-/// after a change").
-///
-/// The file is polled rather than watched with inotify, which needs no extra
-/// dependency and also sees files replaced by rename (editors, Kubernetes
-/// ConfigMaps). A change is loaded once size and mtime have held still for one
-/// poll, so a file caught half-written is not applied; a file that does not parse
-/// is logged and the previous table stays in force.
-pub struct RoutesWatcher;
-
-impl RoutesWatcher {
-    pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
-
-    /// Loads the file (which must succeed) and spawns the polling task on the
-    /// current tokio runtime. The task ends when every receiver has been dropped.
-    pub fn start(
-        path: impl Into<PathBuf>,
-    ) -> Result<(watch::Receiver<Arc<RouteTable>>, JoinHandle<()>), RoutesFileError> {
-        Self::start_with_interval(path, Self::POLL_INTERVAL)
-    }
-
-    /// [`RoutesWatcher::start`] with another poll interval.
-    pub fn start_with_interval(
-        path: impl Into<PathBuf>,
-        interval: Duration,
-    ) -> Result<(watch::Receiver<Arc<RouteTable>>, JoinHandle<()>), RoutesFileError> {
-        let path = path.into();
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| RoutesFileError::NoRuntime)?;
-        let read_error = |error| RoutesFileError::Read {
-            path: path.clone(),
-            error,
-        };
-        let fingerprint = Fingerprint::of(&std::fs::metadata(&path).map_err(read_error)?);
-        let content = std::fs::read(&path).map_err(read_error)?;
-        let table = parse_file_bytes(&path, &content)?;
-        log_loaded(&path, &table);
-        let (tx, rx) = watch::channel(Arc::new(table));
-        let state = WatchState {
-            path,
-            interval,
-            loaded: fingerprint,
-            content,
-            pending: None,
-            unreadable: false,
-        };
-        let handle = runtime.spawn(state.run(tx));
-        Ok((rx, handle))
-    }
-}
-
-struct WatchState {
-    path: PathBuf,
-    interval: Duration,
-    /// Fingerprint of the content last read (applied or rejected).
-    loaded: Fingerprint,
-    content: Vec<u8>,
-    /// A changed fingerprint seen on the previous poll, waiting to settle.
-    pending: Option<Fingerprint>,
-    /// Whether the file being unreadable has been logged already.
-    unreadable: bool,
-}
-
-impl WatchState {
-    async fn run(mut self, tx: watch::Sender<Arc<RouteTable>>) {
-        loop {
-            tokio::select! {
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(self.interval) => {}
-            }
-            self.poll(&tx).await;
-        }
-    }
-
-    async fn poll(&mut self, tx: &watch::Sender<Arc<RouteTable>>) {
-        let fingerprint = match tokio::fs::metadata(&self.path).await {
-            Ok(meta) => Fingerprint::of(&meta),
-            Err(error) => {
-                self.pending = None;
-                self.log_unreadable(&error);
-                return;
-            }
-        };
-        self.unreadable = false;
-        if fingerprint != self.loaded {
-            if self.pending == Some(fingerprint) {
-                self.pending = None;
-                self.reload(fingerprint, tx).await;
-            } else {
-                self.pending = Some(fingerprint);
-            }
-        } else if fingerprint.is_recent() {
-            self.pending = None;
-            self.reload(fingerprint, tx).await;
-        }
-    }
-
-    async fn reload(&mut self, fingerprint: Fingerprint, tx: &watch::Sender<Arc<RouteTable>>) {
-        let content = match tokio::fs::read(&self.path).await {
-            Ok(content) => content,
-            Err(error) => return self.log_unreadable(&error),
-        };
-        self.loaded = fingerprint;
-        if content == self.content {
-            return;
-        }
-        match parse_file_bytes(&self.path, &content) {
-            Ok(table) => {
-                log_loaded(&self.path, &table);
-                tx.send_replace(Arc::new(table));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "routes file not reloaded; keeping the previous routes");
-            }
-        }
-        self.content = content;
-    }
-
-    fn log_unreadable(&mut self, error: &std::io::Error) {
-        if !self.unreadable {
-            self.unreadable = true;
-            tracing::warn!(
-                path = %self.path.display(),
-                %error,
-                "cannot read routes file; keeping the previous routes"
-            );
-        }
-    }
-}
-
-fn log_loaded(path: &Path, table: &RouteTable) {
-    for warning in table.warnings() {
-        tracing::warn!(path = %path.display(), "routes file {warning}");
-    }
-    tracing::info!(path = %path.display(), routes = table.len(), "routes loaded");
-}
+pub use watcher::RoutesWatcher;
 
 #[cfg(test)]
 mod tests;

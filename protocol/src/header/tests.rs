@@ -6,7 +6,10 @@ fn list(values: &[&str]) -> Vec<HeaderElement> {
 }
 
 fn param(name: &str, value: Option<&str>) -> HeaderParam {
-    HeaderParam { name: name.to_owned(), value: value.map(str::to_owned) }
+    HeaderParam {
+        name: name.to_owned(),
+        value: value.map(str::to_owned),
+    }
 }
 
 #[test]
@@ -23,7 +26,10 @@ fn comma_list_and_repeated_headers_are_equivalent() {
 #[test]
 fn parameters_keep_their_order_and_repeats() {
     let elements = list(&["cherry; filter=f1; filter=f2;prev-id=x"]);
-    let filters: Vec<_> = elements[0].params_named("filter").map(|p| p.value.as_deref()).collect();
+    let filters: Vec<_> = elements[0]
+        .params_named("filter")
+        .map(|p| p.value.as_deref())
+        .collect();
     assert_eq!(filters, [Some("f1"), Some("f2")]);
     assert_eq!(elements[0].param_value("prev-id"), Some("x"));
 }
@@ -37,7 +43,10 @@ fn parameter_names_are_case_insensitive() {
 #[test]
 fn bare_parameter_has_no_value() {
     let elements = list(&["a; flag; x="]);
-    assert_eq!(elements[0].params, [param("flag", None), param("x", Some(""))]);
+    assert_eq!(
+        elements[0].params,
+        [param("flag", None), param("x", Some(""))]
+    );
     assert_eq!(elements[0].param_value("flag"), None);
     assert!(elements[0].param("flag").is_some());
 }
@@ -55,7 +64,10 @@ fn quoted_values_are_unescaped_and_protect_separators() {
 fn whitespace_around_tokens_is_ignored() {
     let elements = list(&["  a ;  prev-id = 3 ;filter= \"f\"  ,\tb\t"]);
     assert_eq!(elements[0].value, "a");
-    assert_eq!(elements[0].params, [param("prev-id", Some("3")), param("filter", Some("f"))]);
+    assert_eq!(
+        elements[0].params,
+        [param("prev-id", Some("3")), param("filter", Some("f"))]
+    );
     assert_eq!(elements[1].value, "b");
 }
 
@@ -118,7 +130,9 @@ fn non_utf8_value_is_an_error() {
 
 #[test]
 fn single_element_keeps_commas_and_quotes_in_its_value() {
-    let element = parse_element(br#"a,b "c; format=raw; timeout=5"#).unwrap().unwrap();
+    let element = parse_element(br#"a,b "c; format=raw; timeout=5"#)
+        .unwrap()
+        .unwrap();
     assert_eq!(element.value, r#"a,b "c"#);
     assert_eq!(element.param_value("format"), Some("raw"));
     assert_eq!(element.param_value("timeout"), Some("5"));
@@ -131,7 +145,8 @@ fn single_element_of_empty_value_is_none() {
 
 #[test]
 fn param_list_reads_leading_pairs() {
-    let elements = parse_param_list([&br#"user="u1", id_format="a:%(a)s""#[..], b"x=1; y=2"]).unwrap();
+    let elements =
+        parse_param_list([&br#"user="u1", id_format="a:%(a)s""#[..], b"x=1; y=2"]).unwrap();
     assert_eq!(
         elements,
         [
@@ -145,13 +160,26 @@ fn param_list_reads_leading_pairs() {
 #[test]
 fn param_list_quotes_protect_commas() {
     let elements = parse_param_list([&br#"k="a,b", j=c"#[..]]).unwrap();
-    assert_eq!(elements, [vec![param("k", Some("a,b"))], vec![param("j", Some("c"))]]);
+    assert_eq!(
+        elements,
+        [vec![param("k", Some("a,b"))], vec![param("j", Some("c"))]]
+    );
 }
 
 #[test]
 fn grip_feature_lists_the_implemented_features() {
-    let features: Vec<_> = list(&[GRIP_FEATURE_VALUE]).into_iter().map(|e| e.value).collect();
-    for wanted in ["status", "session", "link:next", "link:gone", "filter:skip-self", "filter:build-id"] {
+    let features: Vec<_> = list(&[GRIP_FEATURE_VALUE])
+        .into_iter()
+        .map(|e| e.value)
+        .collect();
+    for wanted in [
+        "status",
+        "session",
+        "link:next",
+        "link:gone",
+        "filter:skip-self",
+        "filter:build-id",
+    ] {
         assert!(features.iter().any(|f| f == wanted), "{wanted} missing");
     }
     assert_eq!(grip_feature_header_value(), GRIP_FEATURE_VALUE);
@@ -171,7 +199,10 @@ fn grip_last_id_with_separators_is_quoted() {
 
 #[test]
 fn grip_last_rejects_unrepresentable_channels_and_ids() {
-    assert_eq!(GripLast::new("", "1").to_header_value(), Err(GripLastError::EmptyChannel));
+    assert_eq!(
+        GripLast::new("", "1").to_header_value(),
+        Err(GripLastError::EmptyChannel)
+    );
     for bad in ["a,b", "a;b", " a", "a\n"] {
         let err = GripLast::new(bad, "1").to_header_value().unwrap_err();
         assert_eq!(err, GripLastError::UnrepresentableChannel(bad.to_owned()));
@@ -185,7 +216,11 @@ fn grip_last_parses_one_entry_per_channel() {
     let parsed = GripLast::parse_all([&b"a; last-id=1, b; last-id=\"x,y\""[..], b"c; last-id=3"]);
     assert_eq!(
         parsed.unwrap(),
-        [GripLast::new("a", "1"), GripLast::new("b", "x,y"), GripLast::new("c", "3")]
+        [
+            GripLast::new("a", "1"),
+            GripLast::new("b", "x,y"),
+            GripLast::new("c", "3")
+        ]
     );
 }
 

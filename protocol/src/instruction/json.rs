@@ -13,9 +13,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
+use super::headers::{keep_alive_default_secs, new_channel};
 use super::{
-    keep_alive_default_secs, new_channel, Draft, HoldMode, InstructionError, KeepAliveDraft,
-    ResponseBody, StatusLine, StatusLineError, MAX_FILTERS_PER_CHANNEL,
+    Draft, HoldMode, InstructionError, KeepAliveDraft, ResponseBody, StatusLine, StatusLineError,
+    MAX_FILTERS_PER_CHANNEL,
 };
 use crate::header::is_grip_header;
 use crate::keepalive::KeepAliveMode;
@@ -56,7 +57,10 @@ pub enum JsonProblem {
 }
 
 fn field_error(path: impl Into<String>, problem: JsonProblem) -> InstructionError {
-    InstructionError::InstructField { path: path.into(), problem }
+    InstructionError::InstructField {
+        path: path.into(),
+        problem,
+    }
 }
 
 pub(super) fn apply(
@@ -88,14 +92,22 @@ fn apply_hold(draft: &mut Draft, hold: &Map<String, Value>) -> Result<(), Instru
         None | Some("response") => HoldMode::Response,
         Some("stream") => HoldMode::Stream,
         Some(other) => {
-            return Err(field_error("hold.mode", JsonProblem::UnknownHoldMode(other.to_owned())))
+            return Err(field_error(
+                "hold.mode",
+                JsonProblem::UnknownHoldMode(other.to_owned()),
+            ))
         }
     });
 
     let channels = match hold.get("channels") {
         None => return Err(field_error("hold.channels", JsonProblem::Missing)),
         Some(Value::Array(channels)) => channels,
-        Some(_) => return Err(field_error("hold.channels", JsonProblem::WrongType("a list"))),
+        Some(_) => {
+            return Err(field_error(
+                "hold.channels",
+                JsonProblem::WrongType("a list"),
+            ))
+        }
     };
     for (i, channel) in channels.iter().enumerate() {
         let path = format!("hold.channels[{i}]");
@@ -161,11 +173,18 @@ fn apply_keep_alive(draft: &mut Draft, ka: &Map<String, Value>) -> Result<(), In
         .or(previous.as_ref().map(|k| k.mode))
         .unwrap_or(KeepAliveMode::Interval);
     let data = data.or(previous.map(|k| k.data)).unwrap_or_default();
-    draft.keep_alive = Some(KeepAliveDraft { data, timeout_secs, mode });
+    draft.keep_alive = Some(KeepAliveDraft {
+        data,
+        timeout_secs,
+        mode,
+    });
     Ok(())
 }
 
-fn apply_response(draft: &mut Draft, response: &Map<String, Value>) -> Result<(), InstructionError> {
+fn apply_response(
+    draft: &mut Draft,
+    response: &Map<String, Value>,
+) -> Result<(), InstructionError> {
     if let Some(code) = non_null(response.get("code")) {
         let code = whole_number(code, "response.code")?;
         if let Err(e) = StatusLine::new(code, None) {
@@ -229,7 +248,10 @@ fn json_headers(headers: &Value) -> Result<HeaderMap, InstructionError> {
     let mut out = HeaderMap::new();
     for (name, value, path) in pairs {
         let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            return Err(field_error(path, JsonProblem::InvalidHeaderName(name.to_owned())));
+            return Err(field_error(
+                path,
+                JsonProblem::InvalidHeaderName(name.to_owned()),
+            ));
         };
         let Ok(header_value) = HeaderValue::from_bytes(value.as_bytes()) else {
             return Err(field_error(path, JsonProblem::InvalidHeaderValue));

@@ -95,7 +95,9 @@ pub fn resolve_link(base_path_and_query: &str, link: &str) -> Result<String, Lin
     validate_link(link)?;
     let base = base_path_and_query.split('#').next().unwrap_or("");
     if !base.starts_with('/') {
-        return Err(LinkError::BaseNotAbsolutePath(base_path_and_query.to_owned()));
+        return Err(LinkError::BaseNotAbsolutePath(
+            base_path_and_query.to_owned(),
+        ));
     }
     let link = link.split('#').next().unwrap_or("");
     if split_scheme(link)?.is_some() || link.starts_with("//") {

@@ -1,4 +1,6 @@
 use super::*;
+use crate::header::names;
+use http::HeaderValue;
 
 mod json;
 mod links;
@@ -35,27 +37,39 @@ fn response_timeout(instruction: &Instruction) -> Duration {
 
 fn keep_alive(instruction: &Instruction) -> &KeepAlive {
     match &instruction.hold {
-        Some(Hold::Stream(StreamHold { keep_alive: Some(ka) })) => ka,
+        Some(Hold::Stream(StreamHold {
+            keep_alive: Some(ka),
+        })) => ka,
         other => panic!("expected a stream hold with keep-alive, got {other:?}"),
     }
 }
 
 fn channel_names(instruction: &Instruction) -> Vec<&str> {
-    instruction.channels.iter().map(|c| c.name.as_str()).collect()
+    instruction
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect()
 }
 
 #[test]
 fn any_grip_header_marks_a_grip_response() {
     assert!(is_grip_response(&header_map(&[("Grip-Hold", "stream")])));
     assert!(is_grip_response(&header_map(&[("grip-session-id", "x")])));
-    assert!(!is_grip_response(&header_map(&[("Content-Type", "text/plain")])));
+    assert!(!is_grip_response(&header_map(&[(
+        "Content-Type",
+        "text/plain"
+    )])));
 }
 
 #[test]
 fn grip_instruct_media_type_marks_a_grip_response_ignoring_case_and_parameters() {
     let map = header_map(&[("Content-Type", " Application/GRIP-Instruct ; charset=utf-8")]);
     assert!(is_grip_response(&map));
-    assert!(!is_grip_response(&header_map(&[("Content-Type", "application/grip-instructions")])));
+    assert!(!is_grip_response(&header_map(&[(
+        "Content-Type",
+        "application/grip-instructions"
+    )])));
 }
 
 #[test]
@@ -71,9 +85,16 @@ fn stream_hold_keeps_origin_headers_minus_grip_and_the_origin_body() {
     assert_eq!(channel_names(&i), ["a"]);
     assert_eq!(i.response.headers.len(), 2);
     assert_eq!(i.response.headers["content-type"], "text/plain");
-    assert!(i.response.headers.keys().all(|k| !k.as_str().starts_with("grip-")));
+    assert!(i
+        .response
+        .headers
+        .keys()
+        .all(|k| !k.as_str().starts_with("grip-")));
     assert_eq!(i.response.body, ResponseBody::Origin);
-    assert_eq!((i.response.status.code(), i.response.status.reason()), (200, "OK"));
+    assert_eq!(
+        (i.response.status.code(), i.response.status.reason()),
+        (200, "OK")
+    );
 }
 
 #[test]
@@ -91,7 +112,10 @@ fn absent_grip_hold_means_no_hold() {
 
 #[test]
 fn unknown_grip_hold_is_an_error() {
-    assert_eq!(err(&[("Grip-Hold", "foo")]), InstructionError::UnknownHoldMode("foo".into()));
+    assert_eq!(
+        err(&[("Grip-Hold", "foo")]),
+        InstructionError::UnknownHoldMode("foo".into())
+    );
     assert_eq!(
         err(&[("Grip-Hold", "foo")]).to_string(),
         r#"Grip-Hold: "foo" is neither "response" nor "stream""#
@@ -100,12 +124,18 @@ fn unknown_grip_hold_is_an_error() {
 
 #[test]
 fn grip_hold_is_case_sensitive_like_pushpin() {
-    assert_eq!(err(&[("Grip-Hold", "Stream")]), InstructionError::UnknownHoldMode("Stream".into()));
+    assert_eq!(
+        err(&[("Grip-Hold", "Stream")]),
+        InstructionError::UnknownHoldMode("Stream".into())
+    );
 }
 
 #[test]
 fn empty_grip_hold_is_an_error() {
-    assert_eq!(err(&[("Grip-Hold", "")]), InstructionError::UnknownHoldMode(String::new()));
+    assert_eq!(
+        err(&[("Grip-Hold", "")]),
+        InstructionError::UnknownHoldMode(String::new())
+    );
 }
 
 #[test]
@@ -117,7 +147,11 @@ fn first_grip_hold_header_wins() {
 #[test]
 fn grip_channel_comma_list_and_repeated_headers_subscribe_to_all() {
     let listed = ok(&[("Grip-Hold", "stream"), ("Grip-Channel", "a, b")]);
-    let repeated = ok(&[("Grip-Hold", "stream"), ("Grip-Channel", "a"), ("Grip-Channel", "b")]);
+    let repeated = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Channel", "a"),
+        ("Grip-Channel", "b"),
+    ]);
     assert_eq!(channel_names(&listed), ["a", "b"]);
     assert_eq!(listed.channels, repeated.channels);
 }
@@ -126,7 +160,10 @@ fn grip_channel_comma_list_and_repeated_headers_subscribe_to_all() {
 fn grip_channel_prev_id_and_filters_are_read_per_channel() {
     let i = ok(&[
         ("Grip-Channel", "apple; prev-id=item1; filter=skip-self"),
-        ("Grip-Channel", "banana; filter=var-subst, cherry; filter=build-id; filter=skip-users"),
+        (
+            "Grip-Channel",
+            "banana; filter=var-subst, cherry; filter=build-id; filter=skip-users",
+        ),
     ]);
     assert_eq!(
         i.channels,
@@ -176,19 +213,34 @@ fn grip_channel_prev_id_without_value_counts_as_absent() {
 fn grip_channel_with_five_filters_is_accepted() {
     let i = ok(&[("Grip-Channel", "a; filter=skip-self; filter=skip-users; filter=require-sub; filter=build-id; filter=var-subst")]);
     assert_eq!(i.channels[0].filters.len(), 5);
-    assert!(i.channels[0].filters.iter().all(|f| Filter::from_name(f.name()) == Some(*f)));
+    assert!(i.channels[0]
+        .filters
+        .iter()
+        .all(|f| Filter::from_name(f.name()) == Some(*f)));
 }
 
 #[test]
 fn grip_channel_with_more_than_five_filters_is_an_error() {
     let e = err(&[("Grip-Channel", "a; filter=skip-self; filter=skip-self; filter=skip-self; filter=skip-self; filter=skip-self; filter=x")]);
-    assert_eq!(e, InstructionError::TooManyFilters { channel: "a".into(), count: 6 });
-    assert_eq!(e.to_string(), r#"Grip-Channel: channel "a" has 6 filters, at most 5 are allowed"#);
+    assert_eq!(
+        e,
+        InstructionError::TooManyFilters {
+            channel: "a".into(),
+            count: 6
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        r#"Grip-Channel: channel "a" has 6 filters, at most 5 are allowed"#
+    );
 }
 
 #[test]
 fn grip_channel_unknown_filter_is_ignored_like_pushpin() {
-    let i = ok(&[("Grip-Channel", "a; filter=http-check; filter=skip-self; filter")]);
+    let i = ok(&[(
+        "Grip-Channel",
+        "a; filter=http-check; filter=skip-self; filter",
+    )]);
     assert_eq!(i.channels[0].filters, [Filter::SkipSelf]);
     assert_eq!(i.channels[0].unknown_filters, ["http-check", ""]);
 }
@@ -201,17 +253,26 @@ fn grip_channel_filter_names_are_exact() {
 
 #[test]
 fn grip_channel_without_name_is_an_error() {
-    assert!(matches!(err(&[("Grip-Channel", "; prev-id=1")]), InstructionError::EmptyChannelName(_)));
+    assert!(matches!(
+        err(&[("Grip-Channel", "; prev-id=1")]),
+        InstructionError::EmptyChannelName(_)
+    ));
 }
 
 #[test]
 fn grip_channel_empty_list_elements_are_skipped() {
-    assert_eq!(channel_names(&ok(&[("Grip-Channel", "a,, b,")])), ["a", "b"]);
+    assert_eq!(
+        channel_names(&ok(&[("Grip-Channel", "a,, b,")])),
+        ["a", "b"]
+    );
 }
 
 #[test]
 fn grip_channel_repeated_name_updates_the_first_entry() {
-    let i = ok(&[("Grip-Channel", "a; prev-id=1, b, a; prev-id=2; filter=skip-self")]);
+    let i = ok(&[(
+        "Grip-Channel",
+        "a; prev-id=1, b, a; prev-id=2; filter=skip-self",
+    )]);
     assert_eq!(channel_names(&i), ["a", "b"]);
     assert_eq!(i.channels[0].prev_id.as_deref(), Some("2"));
     assert_eq!(i.channels[0].filters, [Filter::SkipSelf]);
@@ -222,17 +283,26 @@ fn grip_channel_unterminated_quote_is_an_error() {
     let e = err(&[("Grip-Channel", "a; prev-id=\"1")]);
     assert_eq!(
         e,
-        InstructionError::Syntax { header: "Grip-Channel", source: HeaderSyntaxError::UnterminatedQuote }
+        InstructionError::Syntax {
+            header: "Grip-Channel",
+            source: HeaderSyntaxError::UnterminatedQuote
+        }
     );
     assert_eq!(e.to_string(), "Grip-Channel: unterminated quoted string");
 }
 
 #[test]
 fn content_changing_filters_are_build_id_and_var_subst() {
-    let changing: Vec<_> = [Filter::SkipSelf, Filter::SkipUsers, Filter::RequireSub, Filter::BuildId, Filter::VarSubst]
-        .into_iter()
-        .filter(|f| f.changes_content())
-        .collect();
+    let changing: Vec<_> = [
+        Filter::SkipSelf,
+        Filter::SkipUsers,
+        Filter::RequireSub,
+        Filter::BuildId,
+        Filter::VarSubst,
+    ]
+    .into_iter()
+    .filter(|f| f.changes_content())
+    .collect();
     assert_eq!(changing, [Filter::BuildId, Filter::VarSubst]);
 }
 
@@ -246,7 +316,11 @@ fn grip_timeout_sets_the_response_hold_duration() {
 fn grip_timeout_below_five_is_raised_to_five() {
     for value in ["1", "0", "4"] {
         let i = ok(&[("Grip-Hold", "response"), ("Grip-Timeout", value)]);
-        assert_eq!(response_timeout(&i), Duration::from_secs(5), "Grip-Timeout: {value}");
+        assert_eq!(
+            response_timeout(&i),
+            Duration::from_secs(5),
+            "Grip-Timeout: {value}"
+        );
     }
 }
 
@@ -259,7 +333,10 @@ fn grip_timeout_accepts_surrounding_whitespace_and_plus_sign() {
 #[test]
 fn grip_timeout_unparseable_is_an_error() {
     let e = err(&[("Grip-Hold", "response"), ("Grip-Timeout", "abc")]);
-    assert_eq!(e.to_string(), r#"Grip-Timeout: "abc" is not a non-negative integer"#);
+    assert_eq!(
+        e.to_string(),
+        r#"Grip-Timeout: "abc" is not a non-negative integer"#
+    );
 }
 
 #[test]
@@ -268,7 +345,10 @@ fn grip_timeout_negative_empty_or_fractional_is_an_error() {
         let e = err(&[("Grip-Hold", "response"), ("Grip-Timeout", value)]);
         assert_eq!(
             e,
-            InstructionError::NotNonNegativeInteger { what: "Grip-Timeout", value: value.into() }
+            InstructionError::NotNonNegativeInteger {
+                what: "Grip-Timeout",
+                value: value.into()
+            }
         );
     }
 }
@@ -281,7 +361,10 @@ fn grip_timeout_is_validated_even_without_a_response_hold() {
 
 #[test]
 fn grip_keep_alive_cstring_with_timeout() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", r"\n; format=cstring; timeout=2")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Keep-Alive", r"\n; format=cstring; timeout=2"),
+    ]);
     let ka = keep_alive(&i);
     assert_eq!(ka.data(), &b"\n"[..]);
     assert_eq!(ka.timeout(), Duration::from_secs(2));
@@ -290,13 +373,19 @@ fn grip_keep_alive_cstring_with_timeout() {
 
 #[test]
 fn grip_keep_alive_sse_comment_example() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", r":\n\n; format=cstring; timeout=55")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Keep-Alive", r":\n\n; format=cstring; timeout=55"),
+    ]);
     assert_eq!(keep_alive(&i).data(), &b":\n\n"[..]);
 }
 
 #[test]
 fn grip_keep_alive_base64_data() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", "Og0K; format=base64; timeout=2")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Keep-Alive", "Og0K; format=base64; timeout=2"),
+    ]);
     assert_eq!(keep_alive(&i).data(), &b":\r\n"[..]);
 }
 
@@ -311,13 +400,25 @@ fn grip_keep_alive_defaults_to_raw_idle_and_55_seconds() {
 
 #[test]
 fn grip_keep_alive_interval_mode() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", r"\n; format=cstring; timeout=2; mode=interval")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        (
+            "Grip-Keep-Alive",
+            r"\n; format=cstring; timeout=2; mode=interval",
+        ),
+    ]);
     assert_eq!(keep_alive(&i).mode(), KeepAliveMode::Interval);
 }
 
 #[test]
 fn grip_keep_alive_quoted_parameters_are_accepted() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", r#"\n; format="cstring"; mode="interval""#)]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        (
+            "Grip-Keep-Alive",
+            r#"\n; format="cstring"; mode="interval""#,
+        ),
+    ]);
     assert_eq!(keep_alive(&i).data(), &b"\n"[..]);
     assert_eq!(keep_alive(&i).mode(), KeepAliveMode::Interval);
 }
@@ -330,14 +431,23 @@ fn grip_keep_alive_timeout_zero_is_raised_to_one() {
 
 #[test]
 fn grip_keep_alive_data_may_contain_commas() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Keep-Alive", "a,b; timeout=3")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Keep-Alive", "a,b; timeout=3"),
+    ]);
     assert_eq!(keep_alive(&i).data(), &b"a,b"[..]);
 }
 
 #[test]
 fn grip_keep_alive_empty_data_is_an_error() {
-    assert_eq!(err(&[("Grip-Keep-Alive", "; format=raw")]), InstructionError::EmptyKeepAlive);
-    assert_eq!(err(&[("Grip-Keep-Alive", r"\q; format=cstring")]), InstructionError::EmptyKeepAlive);
+    assert_eq!(
+        err(&[("Grip-Keep-Alive", "; format=raw")]),
+        InstructionError::EmptyKeepAlive
+    );
+    assert_eq!(
+        err(&[("Grip-Keep-Alive", r"\q; format=cstring")]),
+        InstructionError::EmptyKeepAlive
+    );
 }
 
 #[test]
@@ -348,8 +458,14 @@ fn grip_keep_alive_entirely_empty_header_is_ignored() {
 
 #[test]
 fn grip_keep_alive_unknown_format_or_mode_is_an_error() {
-    assert_eq!(err(&[("Grip-Keep-Alive", "x; format=hex")]), InstructionError::UnknownKeepAliveFormat("hex".into()));
-    assert_eq!(err(&[("Grip-Keep-Alive", "x; mode=often")]), InstructionError::UnknownKeepAliveMode("often".into()));
+    assert_eq!(
+        err(&[("Grip-Keep-Alive", "x; format=hex")]),
+        InstructionError::UnknownKeepAliveFormat("hex".into())
+    );
+    assert_eq!(
+        err(&[("Grip-Keep-Alive", "x; mode=often")]),
+        InstructionError::UnknownKeepAliveMode("often".into())
+    );
 }
 
 #[test]
@@ -357,30 +473,46 @@ fn grip_keep_alive_bad_timeout_is_an_error() {
     for value in ["x; timeout=-1", "x; timeout=soon", "x; timeout"] {
         assert!(matches!(
             err(&[("Grip-Keep-Alive", value)]),
-            InstructionError::NotNonNegativeInteger { what: "Grip-Keep-Alive timeout", .. }
+            InstructionError::NotNonNegativeInteger {
+                what: "Grip-Keep-Alive timeout",
+                ..
+            }
         ));
     }
 }
 
 #[test]
 fn grip_keep_alive_bad_encoding_is_an_error() {
-    assert!(matches!(err(&[("Grip-Keep-Alive", r"x\; format=cstring")]), InstructionError::KeepAliveData(_)));
-    assert!(matches!(err(&[("Grip-Keep-Alive", "!!; format=base64")]), InstructionError::KeepAliveData(_)));
+    assert!(matches!(
+        err(&[("Grip-Keep-Alive", r"x\; format=cstring")]),
+        InstructionError::KeepAliveData(_)
+    ));
+    assert!(matches!(
+        err(&[("Grip-Keep-Alive", "!!; format=base64")]),
+        InstructionError::KeepAliveData(_)
+    ));
 }
 
 #[test]
 fn grip_keep_alive_only_applies_to_stream_holds() {
     let i = ok(&[("Grip-Hold", "response"), ("Grip-Keep-Alive", "x")]);
-    assert_eq!(i.hold, Some(Hold::Response(ResponseHold::new(DEFAULT_RESPONSE_TIMEOUT))));
+    assert_eq!(
+        i.hold,
+        Some(Hold::Response(ResponseHold::new(DEFAULT_RESPONSE_TIMEOUT)))
+    );
 }
 
 #[test]
 fn grip_set_meta_reads_quoted_pairs_from_every_header() {
-    let i = ok(&[("Grip-Set-Meta", r#"user="u1", id_format="a:%(a)s""#), ("Grip-Set-Meta", "foo=bar")]);
-    let expected: BTreeMap<String, String> = [("user", "u1"), ("id_format", "a:%(a)s"), ("foo", "bar")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let i = ok(&[
+        ("Grip-Set-Meta", r#"user="u1", id_format="a:%(a)s""#),
+        ("Grip-Set-Meta", "foo=bar"),
+    ]);
+    let expected: BTreeMap<String, String> =
+        [("user", "u1"), ("id_format", "a:%(a)s"), ("foo", "bar")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     assert_eq!(i.meta, expected);
 }
 
@@ -401,7 +533,10 @@ fn grip_set_meta_quoted_value_keeps_commas() {
 #[test]
 fn grip_status_replaces_code_and_reason() {
     let i = ok(&[("Grip-Hold", "stream"), ("Grip-Status", "404 Nope")]);
-    assert_eq!((i.response.status.code(), i.response.status.reason()), (404, "Nope"));
+    assert_eq!(
+        (i.response.status.code(), i.response.status.reason()),
+        (404, "Nope")
+    );
 }
 
 #[test]
@@ -413,29 +548,49 @@ fn grip_status_reason_may_contain_spaces() {
 #[test]
 fn grip_status_without_reason_uses_the_standard_phrase() {
     let i = ok(&[("Grip-Status", "404")]);
-    assert_eq!((i.response.status.code(), i.response.status.reason()), (404, "Not Found"));
+    assert_eq!(
+        (i.response.status.code(), i.response.status.reason()),
+        (404, "Not Found")
+    );
 }
 
 #[test]
 fn grip_status_code_without_standard_phrase_gets_undefined_reason() {
     let i = ok(&[("Grip-Status", "0")]);
-    assert_eq!((i.response.status.code(), i.response.status.reason()), (0, "Undefined Reason"));
+    assert_eq!(
+        (i.response.status.code(), i.response.status.reason()),
+        (0, "Undefined Reason")
+    );
     assert_eq!(i.response.status.to_status_code(), None);
     let i = ok(&[("Grip-Status", "999")]);
-    assert_eq!(i.response.status.to_status_code(), Some(StatusCode::from_u16(999).unwrap()));
+    assert_eq!(
+        i.response.status.to_status_code(),
+        Some(StatusCode::from_u16(999).unwrap())
+    );
 }
 
 #[test]
 fn grip_status_code_outside_0_to_999_is_an_error() {
     for value in ["1000", "abc", "-1", "2O0 OK"] {
-        assert_eq!(err(&[("Grip-Status", value)]), InstructionError::InvalidStatusCode(value.into()));
+        assert_eq!(
+            err(&[("Grip-Status", value)]),
+            InstructionError::InvalidStatusCode(value.into())
+        );
     }
 }
 
 #[test]
 fn grip_status_empty_header_is_ignored() {
-    let i = Instruction::parse(StatusCode::CREATED, &header_map(&[("Grip-Status", "")]), b"").unwrap();
-    assert_eq!((i.response.status.code(), i.response.status.reason()), (201, "Created"));
+    let i = Instruction::parse(
+        StatusCode::CREATED,
+        &header_map(&[("Grip-Status", "")]),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (i.response.status.code(), i.response.status.reason()),
+        (201, "Created")
+    );
 }
 
 #[test]
@@ -475,11 +630,24 @@ fn session_headers_are_parsed_and_ignored() {
 
 #[test]
 fn non_utf8_header_value_is_an_error_not_a_panic() {
-    for name in ["Grip-Hold", "Grip-Channel", "Grip-Timeout", "Grip-Set-Meta", "Grip-Link", "Grip-Status"] {
+    for name in [
+        "Grip-Hold",
+        "Grip-Channel",
+        "Grip-Timeout",
+        "Grip-Set-Meta",
+        "Grip-Link",
+        "Grip-Status",
+    ] {
         let mut map = HeaderMap::new();
-        map.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_bytes(b"a\xff").unwrap());
+        map.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_bytes(b"a\xff").unwrap(),
+        );
         let e = Instruction::parse(StatusCode::OK, &map, b"").unwrap_err();
-        assert!(matches!(e, InstructionError::NotUtf8 { .. }), "{name}: {e:?}");
+        assert!(
+            matches!(e, InstructionError::NotUtf8 { .. }),
+            "{name}: {e:?}"
+        );
         assert!(e.to_string().starts_with(name), "{e}");
     }
 }
@@ -487,16 +655,30 @@ fn non_utf8_header_value_is_an_error_not_a_panic() {
 #[test]
 fn non_utf8_keep_alive_is_an_error() {
     let mut map = header_map(&[("Grip-Hold", "stream")]);
-    map.insert(names::GRIP_KEEP_ALIVE, HeaderValue::from_bytes(b"\xfe\xff").unwrap());
+    map.insert(
+        names::GRIP_KEEP_ALIVE,
+        HeaderValue::from_bytes(b"\xfe\xff").unwrap(),
+    );
     let e = Instruction::parse(StatusCode::OK, &map, b"").unwrap_err();
-    assert_eq!(e, InstructionError::NotUtf8 { header: "Grip-Keep-Alive" });
+    assert_eq!(
+        e,
+        InstructionError::NotUtf8 {
+            header: "Grip-Keep-Alive"
+        }
+    );
 }
 
 #[test]
 fn status_line_rejects_control_characters_in_reason() {
-    assert!(matches!(StatusLine::new(200, Some("OK\r\nX: y")), Err(StatusLineError::InvalidReason(_))));
+    assert!(matches!(
+        StatusLine::new(200, Some("OK\r\nX: y")),
+        Err(StatusLineError::InvalidReason(_))
+    ));
     assert_eq!(StatusLine::new(200, Some("A\tB")).unwrap().reason(), "A\tB");
-    assert_eq!(StatusLine::new(1000, None), Err(StatusLineError::CodeOutOfRange(1000)));
+    assert_eq!(
+        StatusLine::new(1000, None),
+        Err(StatusLineError::CodeOutOfRange(1000))
+    );
 }
 
 #[test]

@@ -144,12 +144,17 @@ fn tnetstring_to_json(value: &tnetstring::Value) -> Result<serde_json::Value, St
     Ok(match value {
         T::Bytes(b) => J::String(utf8(b)?),
         T::Int(i) => J::from(*i),
-        T::Float(f) => J::Number(
-            serde_json::Number::from_f64(*f).ok_or("non-finite float has no JSON form")?,
-        ),
+        T::Float(f) => {
+            J::Number(serde_json::Number::from_f64(*f).ok_or("non-finite float has no JSON form")?)
+        }
         T::Bool(b) => J::Bool(*b),
         T::Null => J::Null,
-        T::List(items) => J::Array(items.iter().map(tnetstring_to_json).collect::<Result<_, _>>()?),
+        T::List(items) => J::Array(
+            items
+                .iter()
+                .map(tnetstring_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         T::Dict(entries) => J::Object(
             entries
                 .iter()
@@ -174,7 +179,11 @@ fn fail<T>(path: impl Into<String>, problem: ItemProblem) -> Result<T, ItemError
     })
 }
 
-fn wrong_type<T, N: Node>(path: impl Into<String>, expected: &'static str, found: &N) -> Result<T, ItemError> {
+fn wrong_type<T, N: Node>(
+    path: impl Into<String>,
+    expected: &'static str,
+    found: &N,
+) -> Result<T, ItemError> {
     fail(
         path,
         ItemProblem::WrongType {
@@ -200,7 +209,9 @@ fn text<N: Node>(node: &N, path: impl Into<String>) -> Result<String, ItemError>
 }
 
 fn opt_text<N: Node>(node: &N, parent: &str, key: &str) -> Result<Option<String>, ItemError> {
-    node.field(key).map(|v| text(v, join(parent, key))).transpose()
+    node.field(key)
+        .map(|v| text(v, join(parent, key)))
+        .transpose()
 }
 
 fn bytes<N: Node>(node: &N, path: impl Into<String>) -> Result<Bytes, ItemError> {
@@ -231,7 +242,11 @@ const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPu
         .with_decode_allow_trailing_bits(true),
 );
 
-fn int_in<N: Node>(node: &N, path: String, range: std::ops::RangeInclusive<i64>) -> Result<i64, ItemError> {
+fn int_in<N: Node>(
+    node: &N,
+    path: String,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ItemError> {
     let Some(i) = node.as_int() else {
         return wrong_type(path, "an integer", node);
     };
@@ -243,7 +258,10 @@ fn int_in<N: Node>(node: &N, path: String, range: std::ops::RangeInclusive<i64>)
     }
 }
 
-pub(super) fn item<N: Node>(node: &N, channel_override: Option<&str>) -> Result<PublishItem, ItemError> {
+pub(super) fn item<N: Node>(
+    node: &N,
+    channel_override: Option<&str>,
+) -> Result<PublishItem, ItemError> {
     expect_object(node, "")?;
     let channel = match channel_override.filter(|c| !c.is_empty()) {
         Some(channel) => channel.to_owned(),
@@ -352,13 +370,20 @@ fn content_filters<N: Node>(node: &N, path: &str) -> Result<Vec<String>, ItemErr
 }
 
 /// Content under `key`, or under `bin_key` as base64 in JSON input, which wins (§3.5).
-fn content<N: Node>(node: &N, path: &str, key: &str, bin_key: &str) -> Result<Option<Bytes>, ItemError> {
+fn content<N: Node>(
+    node: &N,
+    path: &str,
+    key: &str,
+    bin_key: &str,
+) -> Result<Option<Bytes>, ItemError> {
     if !N::TNETSTRING {
         if let Some(v) = node.field(bin_key) {
             return base64(v, join(path, bin_key)).map(Some);
         }
     }
-    node.field(key).map(|v| bytes(v, join(path, key))).transpose()
+    node.field(key)
+        .map(|v| bytes(v, join(path, key)))
+        .transpose()
 }
 
 fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, ItemError> {
@@ -376,7 +401,9 @@ fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, It
     // `status` is the reason's name in old GRIP documents [ext]; only a string counts.
     let reason = match node.field("reason") {
         Some(v) => Some(text(v, join(path, "reason"))?),
-        None => node.field("status").and_then(|v| v.as_text()?.ok().map(str::to_owned)),
+        None => node
+            .field("status")
+            .and_then(|v| v.as_text()?.ok().map(str::to_owned)),
     }
     .filter(|r| !r.is_empty());
     let body = match content(node, path, "body", "body-bin")? {
@@ -431,7 +458,12 @@ fn headers<N: Node>(node: &N, path: &str) -> Result<Vec<(String, Bytes)>, ItemEr
                 )),
                 Some(other) => {
                     let count = other.len();
-                    return fail(at, ItemProblem::InvalidValue(format!("{count} elements instead of [name, value]")));
+                    return fail(
+                        at,
+                        ItemProblem::InvalidValue(format!(
+                            "{count} elements instead of [name, value]"
+                        )),
+                    );
                 }
                 None => return wrong_type(at, "a [name, value] array", pair),
             }
@@ -453,7 +485,12 @@ fn headers<N: Node>(node: &N, path: &str) -> Result<Vec<(String, Bytes)>, ItemEr
 
 fn http_stream<N: Node>(node: &N, path: &str) -> Result<HttpStreamFormat, ItemError> {
     expect_object(node, path)?;
-    let action = match action(node, path, &["send", "close", "hint"], "send, close or hint")? {
+    let action = match action(
+        node,
+        path,
+        &["send", "close", "hint"],
+        "send, close or hint",
+    )? {
         "close" => StreamAction::Close,
         "hint" => StreamAction::Hint,
         _ => match content(node, path, "content", "content-bin")? {
@@ -480,7 +517,12 @@ fn http_stream<N: Node>(node: &N, path: &str) -> Result<HttpStreamFormat, ItemEr
 
 fn ws_message<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemError> {
     expect_object(node, path)?;
-    match action(node, path, &["send", "close", "refresh"], "send, close or refresh")? {
+    match action(
+        node,
+        path,
+        &["send", "close", "refresh"],
+        "send, close or refresh",
+    )? {
         "close" => Ok(WsMessageFormat::Close {
             code: node
                 .field("code")
@@ -501,7 +543,12 @@ fn ws_send<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemError> 
         Some("binary") => Some(WsMessageKind::Binary),
         Some("ping") => Some(WsMessageKind::Ping),
         Some("pong") => Some(WsMessageKind::Pong),
-        Some(other) => return fail(join(path, "type"), ItemProblem::UnknownMessageType(other.to_owned())),
+        Some(other) => {
+            return fail(
+                join(path, "type"),
+                ItemProblem::UnknownMessageType(other.to_owned()),
+            )
+        }
     };
     // Unlike the HTTP formats, `content-bin` counts in tnetstring input too: raw bytes.
     let (implied, content) = if let Some(v) = node.field("content-bin") {

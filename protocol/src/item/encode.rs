@@ -7,8 +7,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::{
-    HttpResponseFormat, HttpStreamFormat, PublishItem, ResponseAction, ResponseBody,
-    StreamAction, WsMessageFormat, WsMessageKind,
+    HttpResponseFormat, HttpStreamFormat, PublishItem, ResponseAction, ResponseBody, StreamAction,
+    WsMessageFormat, WsMessageKind,
 };
 use crate::tnetstring;
 
@@ -190,7 +190,7 @@ pub(super) fn item<S: Sink>(item: &PublishItem, include_channel: bool) -> S {
     S::object(entries)
 }
 
-fn content_filters<'a, S: Sink>(entries: &mut Vec<(&'a str, S)>, filters: &[String]) {
+fn content_filters<S: Sink>(entries: &mut Vec<(&str, S)>, filters: &[String]) {
     if !filters.is_empty() {
         let list = filters.iter().map(|f| S::text(f)).collect();
         entries.push(("content-filters", S::list(list)));
@@ -260,7 +260,11 @@ fn ws_message<S: Sink>(format: &WsMessageFormat) -> S {
                     if !content.is_empty() {
                         S::push_content(&mut entries, "content", "content-bin", content);
                     }
-                    Some(if *kind == WsMessageKind::Ping { "ping" } else { "pong" })
+                    Some(if *kind == WsMessageKind::Ping {
+                        "ping"
+                    } else {
+                        "pong"
+                    })
                 }
             };
             if let Some(type_name) = type_name {

@@ -34,12 +34,15 @@ fn arb_patch() -> impl Strategy<Value = json_patch::Patch> {
     let pointer = "(/[a-z0-9~]{0,4}){0,3}".prop_filter("valid pointer", |p| {
         serde_json::from_value::<json_patch::Patch>(json!([{"op": "remove", "path": p}])).is_ok()
     });
-    let op = (0..4usize, pointer.clone(), pointer, value).prop_map(|(kind, path, from, value)| match kind {
-        0 => json!({"op": "add", "path": path, "value": value}),
-        1 => json!({"op": "replace", "path": path, "value": value}),
-        2 => json!({"op": "move", "from": from, "path": path}),
-        _ => json!({"op": "test", "path": path, "value": value}),
-    });
+    let op =
+        (0..4usize, pointer.clone(), pointer, value).prop_map(
+            |(kind, path, from, value)| match kind {
+                0 => json!({"op": "add", "path": path, "value": value}),
+                1 => json!({"op": "replace", "path": path, "value": value}),
+                2 => json!({"op": "move", "from": from, "path": path}),
+                _ => json!({"op": "test", "path": path, "value": value}),
+            },
+        );
     proptest::collection::vec(op, 0..3).prop_filter_map("valid patch", |ops| {
         serde_json::from_value(serde_json::Value::Array(ops)).ok()
     })
@@ -109,7 +112,10 @@ fn arb_ws() -> impl Strategy<Value = WsMessageFormat> {
                 content_filters,
             }
         }),
-        (proptest::option::of(any::<u16>()), proptest::option::of("\\PC{1,8}"))
+        (
+            proptest::option::of(any::<u16>()),
+            proptest::option::of("\\PC{1,8}")
+        )
             .prop_map(|(code, reason)| WsMessageFormat::Close { code, reason }),
         Just(WsMessageFormat::Refresh),
     ]
@@ -144,15 +150,17 @@ fn arb_item_with(utf8_headers: bool) -> impl Strategy<Value = PublishItem> {
         any::<bool>(),
         proptest::option::of(0..=i64::MAX as u64),
     )
-        .prop_map(|(channel, id, prev_id, formats, meta, no_seq, size)| PublishItem {
-            channel,
-            id,
-            prev_id,
-            formats,
-            meta,
-            no_seq,
-            size,
-        })
+        .prop_map(
+            |(channel, id, prev_id, formats, meta, no_seq, size)| PublishItem {
+                channel,
+                id,
+                prev_id,
+                formats,
+                meta,
+                no_seq,
+                size,
+            },
+        )
 }
 
 proptest! {

@@ -322,7 +322,10 @@ fn nesting_beyond_the_depth_limit_is_rejected() {
     }
     assert!(matches!(
         decode(&wire),
-        Err(TnetstringError::TooDeep { limit: MAX_DEPTH, .. })
+        Err(TnetstringError::TooDeep {
+            limit: MAX_DEPTH,
+            ..
+        })
     ));
 }
 
@@ -356,7 +359,10 @@ fn hostile_deep_prefix_does_not_overflow_the_stack() {
     assert_eq!(wire.len(), *lens.last().unwrap());
     assert!(matches!(
         decode(&wire),
-        Err(TnetstringError::TooDeep { limit: MAX_DEPTH, .. })
+        Err(TnetstringError::TooDeep {
+            limit: MAX_DEPTH,
+            ..
+        })
     ));
 }
 
@@ -412,7 +418,10 @@ fn conversions_build_the_expected_variants() {
     assert_eq!(Value::from("a"), Value::str("a"));
     assert_eq!(Value::from(5i64), Value::Int(5));
     assert_eq!(Value::from(true), Value::Bool(true));
-    assert_eq!(Value::from(vec![Value::Null]), Value::List(vec![Value::Null]));
+    assert_eq!(
+        Value::from(vec![Value::Null]),
+        Value::List(vec![Value::Null])
+    );
     assert_eq!(
         Value::from(Bytes::from_static(b"b")),
         Value::Bytes(Bytes::from_static(b"b"))

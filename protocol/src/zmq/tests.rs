@@ -183,7 +183,10 @@ fn tnetstring_frame_with_trailing_bytes_is_rejected() {
 #[test]
 fn frame_errors_read_as_sentences() {
     let err = decode_pull_message(&[SUB_ITEM]).unwrap_err();
-    assert_eq!(err.to_string(), "invalid item: item.channel: required key is missing");
+    assert_eq!(
+        err.to_string(),
+        "invalid item: item.channel: required key is missing"
+    );
 }
 
 #[test]

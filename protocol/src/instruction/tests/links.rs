@@ -14,21 +14,30 @@ fn grip_link_next_defaults_to_120_seconds() {
     let i = ok(&[("Grip-Link", "</second>; rel=next")]);
     assert_eq!(
         i.next_link,
-        Some(NextLink { uri: "/second".into(), timeout: Duration::from_secs(120) })
+        Some(NextLink {
+            uri: "/second".into(),
+            timeout: Duration::from_secs(120)
+        })
     );
     assert_eq!(i.hold, None);
 }
 
 #[test]
 fn grip_link_next_timeout_parameter() {
-    let i = ok(&[("Grip-Hold", "stream"), ("Grip-Link", "</n>; rel=next; timeout=3")]);
+    let i = ok(&[
+        ("Grip-Hold", "stream"),
+        ("Grip-Link", "</n>; rel=next; timeout=3"),
+    ]);
     assert_eq!(i.next_link.unwrap().timeout, Duration::from_secs(3));
 }
 
 #[test]
 fn grip_link_next_bad_timeout_is_an_error() {
     let e = parse(&[("Grip-Link", "</n>; rel=next; timeout=-3")]).unwrap_err();
-    assert_eq!(e.to_string(), r#"Grip-Link timeout: "-3" is not a non-negative integer"#);
+    assert_eq!(
+        e.to_string(),
+        r#"Grip-Link timeout: "-3" is not a non-negative integer"#
+    );
 }
 
 #[test]
@@ -41,7 +50,10 @@ fn grip_link_gone_is_kept_unresolved() {
 #[test]
 fn grip_link_next_and_gone_in_one_header_or_two() {
     let one = ok(&[("Grip-Link", "</r?after=1>; rel=next, </g>; rel=gone")]);
-    let two = ok(&[("Grip-Link", "</r?after=1>; rel=next"), ("Grip-Link", "</g>; rel=gone")]);
+    let two = ok(&[
+        ("Grip-Link", "</r?after=1>; rel=next"),
+        ("Grip-Link", "</g>; rel=gone"),
+    ]);
     assert_eq!(one, two);
     assert_eq!(one.next_link.unwrap().uri, "/r?after=1");
     assert_eq!(one.gone_link.as_deref(), Some("/g"));
@@ -101,13 +113,18 @@ fn grip_link_invalid_uri_is_an_error() {
     let cases = [
         ("</a b>; rel=next", LinkError::InvalidCharacter(' ')),
         ("</a%zz>; rel=next", LinkError::BadPercentEncoding),
-        ("<ftp://h/x>; rel=next", LinkError::UnsupportedScheme("ftp".into())),
+        (
+            "<ftp://h/x>; rel=next",
+            LinkError::UnsupportedScheme("ftp".into()),
+        ),
         ("<http:///x>; rel=gone", LinkError::MissingHost),
         ("<1a:b>; rel=next", LinkError::ColonInFirstSegment),
     ];
     for (value, expected) in cases {
         match parse(&[("Grip-Link", value)]) {
-            Err(InstructionError::InvalidLink { source, .. }) => assert_eq!(source, expected, "{value}"),
+            Err(InstructionError::InvalidLink { source, .. }) => {
+                assert_eq!(source, expected, "{value}")
+            }
             other => panic!("{value}: {other:?}"),
         }
     }
@@ -115,8 +132,14 @@ fn grip_link_invalid_uri_is_an_error() {
 
 #[test]
 fn grip_link_absolute_http_url_is_accepted() {
-    let i = ok(&[("Grip-Link", "<https://user@example.com:8443/s?x=%20>; rel=next")]);
-    assert_eq!(i.next_link.unwrap().uri, "https://user@example.com:8443/s?x=%20");
+    let i = ok(&[(
+        "Grip-Link",
+        "<https://user@example.com:8443/s?x=%20>; rel=next",
+    )]);
+    assert_eq!(
+        i.next_link.unwrap().uri,
+        "https://user@example.com:8443/s?x=%20"
+    );
 }
 
 #[test]
@@ -139,7 +162,10 @@ fn resolve_absolute_http_url_is_kept() {
 
 #[test]
 fn resolve_network_path_reference_is_returned_for_the_caller() {
-    assert_eq!(resolve_link("/a/b", "//cdn.example/x").unwrap(), "//cdn.example/x");
+    assert_eq!(
+        resolve_link("/a/b", "//cdn.example/x").unwrap(),
+        "//cdn.example/x"
+    );
 }
 
 #[test]
@@ -176,6 +202,12 @@ fn resolve_against_root_and_directory_bases() {
 
 #[test]
 fn resolve_rejects_relative_base_and_invalid_link() {
-    assert_eq!(resolve_link("a/b", "c"), Err(LinkError::BaseNotAbsolutePath("a/b".into())));
-    assert_eq!(resolve_link("/a", "b c"), Err(LinkError::InvalidCharacter(' ')));
+    assert_eq!(
+        resolve_link("a/b", "c"),
+        Err(LinkError::BaseNotAbsolutePath("a/b".into()))
+    );
+    assert_eq!(
+        resolve_link("/a", "b c"),
+        Err(LinkError::InvalidCharacter(' '))
+    );
 }

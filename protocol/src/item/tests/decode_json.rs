@@ -43,7 +43,10 @@ fn at_least_one_format_is_required() {
 fn formats_must_be_an_object() {
     let (path, problem) = problem(from_json(json!({"channel": "a", "formats": []})));
     assert_eq!(path, "formats");
-    assert!(matches!(problem, ItemProblem::WrongType { found: "array", .. }));
+    assert!(matches!(
+        problem,
+        ItemProblem::WrongType { found: "array", .. }
+    ));
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn item_must_be_an_object() {
 #[test]
 fn channel_is_required_without_override() {
     let result = from_json(json!({"http-stream": {"content": "x"}}));
-    assert_eq!(problem(result), ("channel".to_owned(), ItemProblem::Missing));
+    assert_eq!(
+        problem(result),
+        ("channel".to_owned(), ItemProblem::Missing)
+    );
 }
 
 #[test]
@@ -133,12 +139,19 @@ fn meta_values_must_be_strings() {
     }));
     let (path, problem) = problem(result);
     assert_eq!(path, "meta.n");
-    assert!(matches!(problem, ItemProblem::WrongType { found: "number", .. }));
+    assert!(matches!(
+        problem,
+        ItemProblem::WrongType {
+            found: "number",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn no_seq_must_be_boolean() {
-    let result = from_json(json!({"channel": "a", "no-seq": "yes", "http-stream": {"content": "x"}}));
+    let result =
+        from_json(json!({"channel": "a", "no-seq": "yes", "http-stream": {"content": "x"}}));
     assert_eq!(problem(result).0, "no-seq");
 }
 
@@ -184,7 +197,10 @@ fn conformance_13_code_headers_and_body_are_read() {
         message.headers,
         vec![("X-A".to_owned(), Bytes::from_static(b"1"))]
     );
-    assert_eq!(message.body, ResponseBody::Bytes(Bytes::from_static(b"done")));
+    assert_eq!(
+        message.body,
+        ResponseBody::Bytes(Bytes::from_static(b"done"))
+    );
 }
 
 #[test]
@@ -272,7 +288,10 @@ fn body_bin_wins_over_body() {
     let message = response_message(from_json(json!({
         "channel": "a", "http-response": {"body": "text", "body-bin": "AAEC"}
     })));
-    assert_eq!(message.body, ResponseBody::Bytes(Bytes::from_static(&[0, 1, 2])));
+    assert_eq!(
+        message.body,
+        ResponseBody::Bytes(Bytes::from_static(&[0, 1, 2]))
+    );
 }
 
 #[test]
@@ -358,7 +377,10 @@ fn actions_not_defined_for_a_format_are_rejected() {
     assert_eq!(path, "http-response.action");
     assert!(matches!(problem, ItemProblem::UnknownAction { ref action, .. } if action == "close"));
     let ws_hint = from_json(json!({"channel": "a", "ws-message": {"action": "hint"}}));
-    assert!(matches!(problem_of(ws_hint), ItemProblem::UnknownAction { .. }));
+    assert!(matches!(
+        problem_of(ws_hint),
+        ItemProblem::UnknownAction { .. }
+    ));
 }
 
 fn problem_of(result: Result<PublishItem, ItemError>) -> ItemProblem {
@@ -377,9 +399,15 @@ fn content_filters_are_read_per_format() {
     }))
     .unwrap();
     let formats = item.formats;
-    assert_eq!(formats.http_response.unwrap().content_filters, ["var-subst"]);
+    assert_eq!(
+        formats.http_response.unwrap().content_filters,
+        ["var-subst"]
+    );
     assert_eq!(formats.http_stream.unwrap().content_filters, ["build-id"]);
-    let Some(WsMessageFormat::Message { content_filters, .. }) = formats.ws_message else {
+    let Some(WsMessageFormat::Message {
+        content_filters, ..
+    }) = formats.ws_message
+    else {
         panic!("expected a message");
     };
     assert_eq!(content_filters, ["skip-self"]);
@@ -402,13 +430,15 @@ fn content_filters_must_be_a_list_of_strings() {
 
 #[test]
 fn conformance_3_content_bin_is_base64() {
-    let item = from_json(json!({"channel": "a", "formats": {"http-stream": {"content-bin": "AAEC"}}}));
+    let item =
+        from_json(json!({"channel": "a", "formats": {"http-stream": {"content-bin": "AAEC"}}}));
     assert_eq!(item, Ok(stream_item("a", &[0, 1, 2])));
 }
 
 #[test]
 fn content_bin_wins_over_content() {
-    let item = from_json(json!({"channel": "a", "http-stream": {"content": "x", "content-bin": "eQ=="}}));
+    let item =
+        from_json(json!({"channel": "a", "http-stream": {"content": "x", "content-bin": "eQ=="}}));
     assert_eq!(item, Ok(stream_item("a", b"y")));
 }
 
@@ -441,7 +471,9 @@ fn stream_send_without_content_is_rejected() {
 
 #[test]
 fn format_that_is_not_an_object_is_rejected() {
-    let (path, _) = problem(from_json(json!({"channel": "a", "formats": {"http-stream": "x"}})));
+    let (path, _) = problem(from_json(
+        json!({"channel": "a", "formats": {"http-stream": "x"}}),
+    ));
     assert_eq!(path, "formats.http-stream");
 }
 
@@ -449,10 +481,18 @@ fn format_that_is_not_an_object_is_rejected() {
 
 #[test]
 fn ws_content_means_text_and_content_bin_means_binary() {
-    let text = ws(from_json(json!({"channel": "a", "ws-message": {"content": "hi"}})));
-    assert!(matches!(text, WsMessageFormat::Message { kind: WsMessageKind::Text, ref content, .. } if content == "hi"));
-    let binary = ws(from_json(json!({"channel": "a", "ws-message": {"content-bin": "AAE="}})));
-    assert!(matches!(binary, WsMessageFormat::Message { kind: WsMessageKind::Binary, ref content, .. } if content.as_ref() == [0, 1]));
+    let text = ws(from_json(
+        json!({"channel": "a", "ws-message": {"content": "hi"}}),
+    ));
+    assert!(
+        matches!(text, WsMessageFormat::Message { kind: WsMessageKind::Text, ref content, .. } if content == "hi")
+    );
+    let binary = ws(from_json(
+        json!({"channel": "a", "ws-message": {"content-bin": "AAE="}}),
+    ));
+    assert!(
+        matches!(binary, WsMessageFormat::Message { kind: WsMessageKind::Binary, ref content, .. } if content.as_ref() == [0, 1])
+    );
 }
 
 #[test]
@@ -460,13 +500,21 @@ fn ws_type_overrides_the_implied_kind() {
     let message = ws(from_json(json!({
         "channel": "a", "ws-message": {"content-bin": "aGk=", "type": "text"}
     })));
-    assert!(matches!(message, WsMessageFormat::Message { kind: WsMessageKind::Text, .. }));
+    assert!(matches!(
+        message,
+        WsMessageFormat::Message {
+            kind: WsMessageKind::Text,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn ws_ping_and_pong_need_no_content() {
     for (name, kind) in [("ping", WsMessageKind::Ping), ("pong", WsMessageKind::Pong)] {
-        let message = ws(from_json(json!({"channel": "a", "ws-message": {"type": name}})));
+        let message = ws(from_json(
+            json!({"channel": "a", "ws-message": {"type": name}}),
+        ));
         assert_eq!(
             message,
             WsMessageFormat::Message {
@@ -481,7 +529,10 @@ fn ws_ping_and_pong_need_no_content() {
 #[test]
 fn ws_text_without_content_is_rejected() {
     let result = from_json(json!({"channel": "a", "ws-message": {"type": "text"}}));
-    assert!(matches!(problem_of(result), ItemProblem::MissingContent { .. }));
+    assert!(matches!(
+        problem_of(result),
+        ItemProblem::MissingContent { .. }
+    ));
 }
 
 #[test]
@@ -508,19 +559,33 @@ fn ws_close_reads_optional_code_and_reason() {
     let bare = ws(from_json(json!({
         "channel": "a", "ws-message": {"action": "close", "reason": ""}
     })));
-    assert_eq!(bare, WsMessageFormat::Close { code: None, reason: None });
+    assert_eq!(
+        bare,
+        WsMessageFormat::Close {
+            code: None,
+            reason: None
+        }
+    );
 }
 
 #[test]
 fn ws_close_code_must_fit_a_close_frame() {
     let code = |c| json!({"channel": "a", "ws-message": {"action": "close", "code": c}});
-    assert!(matches!(problem_of(from_json(code(json!(-1)))), ItemProblem::InvalidValue(_)));
-    assert!(matches!(problem_of(from_json(code(json!(65536)))), ItemProblem::InvalidValue(_)));
+    assert!(matches!(
+        problem_of(from_json(code(json!(-1)))),
+        ItemProblem::InvalidValue(_)
+    ));
+    assert!(matches!(
+        problem_of(from_json(code(json!(65536)))),
+        ItemProblem::InvalidValue(_)
+    ));
 }
 
 #[test]
 fn ws_refresh_is_read() {
-    let refresh = ws(from_json(json!({"channel": "a", "ws-message": {"action": "refresh"}})));
+    let refresh = ws(from_json(
+        json!({"channel": "a", "ws-message": {"action": "refresh"}}),
+    ));
     assert_eq!(refresh, WsMessageFormat::Refresh);
 }
 

@@ -30,7 +30,10 @@ fn spec_example_http_response_with_list_headers_decodes() {
         message.headers,
         vec![("Content-Type".to_owned(), Bytes::from_static(b"text/plain"))]
     );
-    assert_eq!(message.body, ResponseBody::Bytes(Bytes::from_static(b"ok\n")));
+    assert_eq!(
+        message.body,
+        ResponseBody::Bytes(Bytes::from_static(b"ok\n"))
+    );
 }
 
 #[test]
@@ -41,13 +44,19 @@ fn dict_key_order_is_irrelevant() {
 
 #[test]
 fn byte_strings_are_taken_raw() {
-    let value = item_with("http-stream", Value::dict([("content", Value::Bytes(Bytes::from_static(b"\xff\x00")))]));
+    let value = item_with(
+        "http-stream",
+        Value::dict([("content", Value::Bytes(Bytes::from_static(b"\xff\x00")))]),
+    );
     assert_eq!(decode(&value), Ok(stream_item("a", b"\xff\x00")));
 }
 
 #[test]
 fn http_bin_keys_are_ignored() {
-    let only_bin = item_with("http-stream", Value::dict([("content-bin", Value::str("AAEC"))]));
+    let only_bin = item_with(
+        "http-stream",
+        Value::dict([("content-bin", Value::str("AAEC"))]),
+    );
     assert_eq!(
         problem_of(decode(&only_bin)),
         ItemProblem::MissingContent {
@@ -56,13 +65,19 @@ fn http_bin_keys_are_ignored() {
     );
     let both = item_with(
         "http-response",
-        Value::dict([("body-bin", Value::str("AAEC")), ("body", Value::str("raw"))]),
+        Value::dict([
+            ("body-bin", Value::str("AAEC")),
+            ("body", Value::str("raw")),
+        ]),
     );
     assert_eq!(
         response_message(decode(&both)).body,
         ResponseBody::Bytes(Bytes::from_static(b"raw"))
     );
-    let no_body = item_with("http-response", Value::dict([("body-bin", Value::str("AAEC"))]));
+    let no_body = item_with(
+        "http-response",
+        Value::dict([("body-bin", Value::str("AAEC"))]),
+    );
     assert_eq!(
         problem_of(decode(&no_body)),
         ItemProblem::MissingContent {
@@ -77,7 +92,10 @@ fn problem_of(result: Result<PublishItem, ItemError>) -> ItemProblem {
 
 #[test]
 fn ws_content_bin_is_raw_bytes_and_implies_binary() {
-    let value = item_with("ws-message", Value::dict([("content-bin", Value::str("AAEC"))]));
+    let value = item_with(
+        "ws-message",
+        Value::dict([("content-bin", Value::str("AAEC"))]),
+    );
     assert_eq!(
         ws(decode(&value)),
         WsMessageFormat::Message {
@@ -91,13 +109,25 @@ fn ws_content_bin_is_raw_bytes_and_implies_binary() {
 #[test]
 fn ws_content_bin_must_be_a_byte_string() {
     let value = item_with("ws-message", Value::dict([("content-bin", Value::Int(1))]));
-    assert_eq!(decode(&value).unwrap_err().path, "formats.ws-message.content-bin");
+    assert_eq!(
+        decode(&value).unwrap_err().path,
+        "formats.ws-message.content-bin"
+    );
 }
 
 #[test]
 fn ws_content_may_be_any_bytes_as_text() {
-    let value = item_with("ws-message", Value::dict([("content", Value::Bytes(Bytes::from_static(b"\xff")))]));
-    assert!(matches!(ws(decode(&value)), WsMessageFormat::Message { kind: WsMessageKind::Text, .. }));
+    let value = item_with(
+        "ws-message",
+        Value::dict([("content", Value::Bytes(Bytes::from_static(b"\xff")))]),
+    );
+    assert!(matches!(
+        ws(decode(&value)),
+        WsMessageFormat::Message {
+            kind: WsMessageKind::Text,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -111,7 +141,10 @@ fn integers_arrive_as_tnetstring_integers() {
         "http-response",
         Value::dict([("code", Value::Float(204.0)), ("body", Value::str(""))]),
     );
-    assert!(matches!(problem_of(decode(&float_code)), ItemProblem::WrongType { .. }));
+    assert!(matches!(
+        problem_of(decode(&float_code)),
+        ItemProblem::WrongType { .. }
+    ));
 }
 
 #[test]
@@ -120,7 +153,10 @@ fn header_values_keep_raw_bytes() {
         Value::str("X-Bin"),
         Value::Bytes(Bytes::from_static(b"\x80")),
     ])]);
-    let value = item_with("http-response", Value::dict([("headers", headers), ("body", Value::str(""))]));
+    let value = item_with(
+        "http-response",
+        Value::dict([("headers", headers), ("body", Value::str(""))]),
+    );
     assert_eq!(
         response_message(decode(&value)).headers,
         vec![("X-Bin".to_owned(), Bytes::from_static(b"\x80"))]
@@ -171,7 +207,10 @@ fn body_patch_is_converted_from_tnetstring() {
         ("path", Value::str("/n")),
         ("value", Value::Int(2)),
     ]);
-    let value = item_with("http-response", Value::dict([("body-patch", Value::List(vec![op]))]));
+    let value = item_with(
+        "http-response",
+        Value::dict([("body-patch", Value::List(vec![op]))]),
+    );
     let ResponseBody::Patch(patch) = response_message(decode(&value)).body else {
         panic!("expected a patch");
     };
@@ -187,8 +226,14 @@ fn body_patch_with_non_utf8_strings_is_rejected() {
         ("path", Value::str("/n")),
         ("value", Value::Bytes(Bytes::from_static(b"\xff"))),
     ]);
-    let value = item_with("http-response", Value::dict([("body-patch", Value::List(vec![op]))]));
-    assert!(matches!(problem_of(decode(&value)), ItemProblem::InvalidValue(_)));
+    let value = item_with(
+        "http-response",
+        Value::dict([("body-patch", Value::List(vec![op]))]),
+    );
+    assert!(matches!(
+        problem_of(decode(&value)),
+        ItemProblem::InvalidValue(_)
+    ));
 }
 
 #[test]

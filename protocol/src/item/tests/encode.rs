@@ -79,8 +79,14 @@ fn ws_kinds_are_written_so_that_decoding_restores_them() {
         .to_json()["formats"]["ws-message"]
             .clone()
     };
-    assert_eq!(message(WsMessageKind::Text, b"hi"), json!({"content": "hi"}));
-    assert_eq!(message(WsMessageKind::Binary, b"hi"), json!({"content-bin": "aGk="}));
+    assert_eq!(
+        message(WsMessageKind::Text, b"hi"),
+        json!({"content": "hi"})
+    );
+    assert_eq!(
+        message(WsMessageKind::Binary, b"hi"),
+        json!({"content-bin": "aGk="})
+    );
     assert_eq!(
         message(WsMessageKind::Text, b"\xff"),
         json!({"content-bin": "/w==", "type": "text"})
@@ -189,7 +195,10 @@ fn to_tnetstring_keeps_bytes_raw_and_binary_ws_under_content_bin() {
         content_filters: Vec::new(),
     });
     let value = item.to_tnetstring();
-    let ws = value.get(b"formats").and_then(|f| f.get(b"ws-message")).unwrap();
+    let ws = value
+        .get(b"formats")
+        .and_then(|f| f.get(b"ws-message"))
+        .unwrap();
     assert_eq!(
         ws,
         &Value::dict([("content-bin", Value::Bytes(Bytes::from_static(b"\x00\xff")))])
