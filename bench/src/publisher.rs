@@ -84,7 +84,11 @@ pub struct Plan {
 pub struct PublishReport {
     pub attempted: u64,
     pub published: u64,
+    /// Messages the server definitely rejected (error status).
     pub failed: u64,
+    /// Messages whose request timed out or lost its connection: the server
+    /// may still have published them, so they stay in the expected count.
+    pub uncertain: u64,
     pub requests: u64,
     pub failed_requests: u64,
     pub elapsed_s: f64,
@@ -95,13 +99,30 @@ pub struct PublishReport {
     pub failed_seqs: Vec<u64>,
 }
 
+/// Why a publish request did not succeed.
+enum Failure {
+    /// The server answered with an error: nothing was published.
+    Rejected(String),
+    /// No answer (timeout, connection lost): outcome unknown.
+    Unknown(String),
+}
+
 impl PublishReport {
-    fn fail(&mut self, seqs: Vec<u64>, error: String) {
-        self.failed += seqs.len() as u64;
+    fn fail(&mut self, seqs: Vec<u64>, failure: Failure) {
         self.failed_requests += 1;
-        if self.failed_seqs.len() < FAILED_CAP {
-            self.failed_seqs.extend(seqs);
-        }
+        let error = match failure {
+            Failure::Rejected(e) => {
+                self.failed += seqs.len() as u64;
+                if self.failed_seqs.len() < FAILED_CAP {
+                    self.failed_seqs.extend(seqs);
+                }
+                e
+            }
+            Failure::Unknown(e) => {
+                self.uncertain += seqs.len() as u64;
+                e
+            }
+        };
         if self.errors.len() < 5 && !self.errors.contains(&error) {
             self.errors.push(error);
         }
@@ -137,7 +158,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<PublishReport> {
         Target::GripZmq { addr, tnetstring } => run_zmq(*addr, *tnetstring, plan).await?,
         _ => run_http(target, plan).await?,
     };
-    report.published = report.attempted - report.failed;
+    report.published = report.attempted - report.failed - report.uncertain;
     if report.elapsed_s > 0.0 {
         report.achieved_rate = report.published as f64 / report.elapsed_s;
     }
@@ -156,7 +177,7 @@ async fn run_http(target: &Target, plan: &Plan) -> Result<PublishReport> {
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
     let sem = Arc::new(Semaphore::new(plan.in_flight.max(1)));
-    let mut set: JoinSet<Result<u64, (Vec<u64>, String)>> = JoinSet::new();
+    let mut set: JoinSet<Result<u64, (Vec<u64>, Failure)>> = JoinSet::new();
     let mut report = PublishReport::default();
     let mut pacer = Pacer {
         start: Instant::now(),
@@ -205,7 +226,7 @@ async fn run_http(target: &Target, plan: &Plan) -> Result<PublishReport> {
                 let n = seqs.len() as u64;
                 match post(&client, &uri, body).await {
                     Ok(()) => Ok(n),
-                    Err(e) => Err((seqs, format!("{e:#}"))),
+                    Err(f) => Err((seqs, f)),
                 }
             });
             seq = end;
@@ -216,7 +237,7 @@ async fn run_http(target: &Target, plan: &Plan) -> Result<PublishReport> {
             }
         }
     }
-    let drain = tokio::time::timeout(Duration::from_secs(30), async {
+    let drain = tokio::time::timeout(Duration::from_secs(90), async {
         while let Some(done) = set.join_next().await {
             if let Err((seqs, e)) = done? {
                 report.fail(seqs, e);
@@ -230,27 +251,38 @@ async fn run_http(target: &Target, plan: &Plan) -> Result<PublishReport> {
         Err(_) => {
             let left = set.len();
             set.abort_all();
-            bail!("{left} publish requests still pending after 30 s");
+            bail!("{left} publish requests still pending after 90 s");
         }
     }
     report.elapsed_s = pacer.start.elapsed().as_secs_f64();
     Ok(report)
 }
 
-async fn post(client: &Client<HttpConnector, Full<Bytes>>, uri: &str, body: Vec<u8>) -> Result<()> {
+async fn post(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    uri: &str,
+    body: Vec<u8>,
+) -> Result<(), Failure> {
     let req = hyper::Request::post(uri)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
-        .await
-        .context("publish request timed out")??;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| Failure::Rejected(format!("build request: {e}")))?;
+    let exchange = async {
+        let resp = client.request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = match tokio::time::timeout(Duration::from_secs(60), exchange).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(Failure::Unknown(format!("publish request: {e:#}"))),
+        Err(_) => return Err(Failure::Unknown("publish request timed out (60 s)".into())),
+    };
     if !status.is_success() {
-        bail!(
+        return Err(Failure::Rejected(format!(
             "publish status {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(200)])
-        );
+        )));
     }
     Ok(())
 }
@@ -320,8 +352,8 @@ async fn run_zmq(addr: SocketAddr, tnetstring: bool, plan: &Plan) -> Result<Publ
             .await;
             match sent {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => report.fail(vec![seq], format!("zmq send: {e}")),
-                Err(_) => report.fail(vec![seq], "zmq send timed out".into()),
+                Ok(Err(e)) => report.fail(vec![seq], Failure::Unknown(format!("zmq send: {e}"))),
+                Err(_) => report.fail(vec![seq], Failure::Unknown("zmq send timed out".into())),
             }
         }
     }

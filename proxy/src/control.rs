@@ -273,7 +273,11 @@ async fn pushpin_api(
 /// Validates the whole request first (§4.1: a bad item means nothing is published),
 /// then hands every item to the hub before answering, so a `200` means the items are
 /// already queued for their subscribers.
-fn publish(state: &ControlState, body: &[u8], format: ResponseFormat) -> (Response<Full<Bytes>>, usize) {
+fn publish(
+    state: &ControlState,
+    body: &[u8],
+    format: ResponseFormat,
+) -> (Response<Full<Bytes>>, usize) {
     match parse_publish_request(body) {
         Ok(items) => {
             let count = items.len();
@@ -325,7 +329,9 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError>
     let mut collected = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(BodyError::Read)?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if collected.len() + data.len() > limit {
             drain(body).await;
             return Err(BodyError::TooLarge);
@@ -362,10 +368,11 @@ enum ResponseFormat {
 /// media range overrides the previous one, so the last wins; `None` when the header is
 /// present but names neither text nor JSON (→ `406`).
 fn response_format(headers: &HeaderMap) -> Option<ResponseFormat> {
-    let mut values = headers.get_all(header::ACCEPT).iter().peekable();
-    values.peek()?;
+    if !headers.contains_key(header::ACCEPT) {
+        return Some(ResponseFormat::Text);
+    }
     let mut chosen = None;
-    for value in values {
+    for value in headers.get_all(header::ACCEPT) {
         let Ok(value) = value.to_str() else { continue };
         for entry in value.split(',') {
             let media = entry.split(';').next().unwrap_or_default().trim();
@@ -432,7 +439,10 @@ mod tests {
 
     #[test]
     fn no_accept_header_means_text() {
-        assert_eq!(response_format(&HeaderMap::new()), Some(ResponseFormat::Text));
+        assert_eq!(
+            response_format(&HeaderMap::new()),
+            Some(ResponseFormat::Text)
+        );
     }
 
     #[test]

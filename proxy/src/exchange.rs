@@ -19,7 +19,7 @@ use crate::body::{self, ProxyBody};
 use crate::context::ProxyContext;
 use crate::hold::response::{self, apply_status, client_headers, ResponseHoldEnd};
 use crate::hold::stream::{self, HeldStream, StreamOrigin};
-use crate::origin::OriginRequest;
+use crate::origin::{ClientRequest, OriginRequest};
 use crate::route::{Route, RouteTarget};
 
 /// Request bodies up to this size may still get a GRIP answer (§1.9).
@@ -64,16 +64,14 @@ pub async fn handle(
     let too_large_for_grip = body.len() > MAX_GRIP_REQUEST_BODY;
     let trusted = is_trusted_upstream(&ctx, &parts.headers);
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let base = Arc::new(OriginRequest::prepare(
-        parts.method.clone(),
+    let client = ClientRequest {
+        method: parts.method.clone(),
         path_and_query,
-        &parts.headers,
+        headers: &parts.headers,
         body,
-        &route,
-        &ctx.sig,
-        trusted,
         is_tls,
-    ));
+    };
+    let base = Arc::new(OriginRequest::prepare(client, &route, &ctx.sig, trusted));
     let implicit: Vec<String> = targets
         .first()
         .map(|t| t.subscriptions.clone())

@@ -127,17 +127,9 @@ pub struct PublishOutcome {
 }
 
 /// Settings of the hub.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HubConfig {
     pub sequencer: SequencerConfig,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        HubConfig {
-            sequencer: SequencerConfig::default(),
-        }
-    }
 }
 
 /// The channel → subscribers map.

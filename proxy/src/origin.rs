@@ -56,6 +56,15 @@ pub struct SigSettings {
     pub key: Option<SigningKey>,
 }
 
+/// The parts of a client request the origin request is made from.
+pub struct ClientRequest<'a> {
+    pub method: Method,
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+    pub is_tls: bool,
+}
+
 /// A client request as the origin will receive it.
 #[derive(Debug, Clone)]
 pub struct OriginRequest {
@@ -72,15 +81,12 @@ impl OriginRequest {
     /// `trusted` means the request carried a valid `Grip-Sig` of an upstream proxy
     /// (§1.4): its `Grip-*` headers are kept and no signature of ours is added.
     pub fn prepare(
-        method: Method,
-        client_path_and_query: &str,
-        client_headers: &HeaderMap,
-        body: Bytes,
+        client: ClientRequest<'_>,
         route: &Route,
         sig: &SigSettings,
         trusted: bool,
-        is_tls: bool,
     ) -> OriginRequest {
+        let client_headers = client.headers;
         let mut headers = HeaderMap::with_capacity(client_headers.len() + 4);
         let connection_listed: Vec<String> = client_headers
             .get_all(http::header::CONNECTION)
@@ -109,7 +115,7 @@ impl OriginRequest {
         for header in &route.headers {
             headers.insert(header.name.clone(), header.value.clone());
         }
-        if is_tls {
+        if client.is_tls {
             headers.insert(
                 HeaderName::from_static("x-forwarded-proto"),
                 HeaderValue::from_static("https"),
@@ -125,10 +131,10 @@ impl OriginRequest {
             );
         }
         OriginRequest {
-            method,
-            path_and_query: route.rewrite_path(client_path_and_query),
+            method: client.method,
+            path_and_query: route.rewrite_path(client.path_and_query),
             headers,
-            body,
+            body: client.body,
         }
     }
 

@@ -205,7 +205,9 @@ mod tests {
         let mut seq = ChannelSequencer::new(no_dedup());
         seq.accept(item(Some("1"), None, now), now);
         let mut early = item(Some("9"), Some("8"), now);
-        Arc::get_mut(&mut early).map(|d| d.item.no_seq = true);
+        if let Some(d) = Arc::get_mut(&mut early) {
+            d.item.no_seq = true;
+        }
         assert_eq!(seq.accept(early, now).len(), 1);
     }
 

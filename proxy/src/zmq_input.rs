@@ -198,7 +198,10 @@ impl Drop for Registration {
     }
 }
 
-async fn follow_hub(mut events: mpsc::UnboundedReceiver<ChannelEvent>, board: Arc<SubscriptionBoard>) {
+async fn follow_hub(
+    mut events: mpsc::UnboundedReceiver<ChannelEvent>,
+    board: Arc<SubscriptionBoard>,
+) {
     while let Some(event) = events.recv().await {
         board.apply(event);
     }
@@ -277,11 +280,19 @@ async fn serve_connection(read: BoxRead, write: BoxWrite, peer: &str, role: &Rol
     let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
-            tracing::info!(input = role.input.label(), peer, "ZeroMQ handshake failed: {e}");
+            tracing::info!(
+                input = role.input.label(),
+                peer,
+                "ZeroMQ handshake failed: {e}"
+            );
             return;
         }
         Err(_) => {
-            tracing::info!(input = role.input.label(), peer, "ZeroMQ handshake timed out");
+            tracing::info!(
+                input = role.input.label(),
+                peer,
+                "ZeroMQ handshake timed out"
+            );
             return;
         }
     };
@@ -317,7 +328,11 @@ async fn serve_connection(read: BoxRead, write: BoxWrite, peer: &str, role: &Rol
                     return;
                 }
                 Err(e) => {
-                    tracing::debug!(input = role.input.label(), peer, "ZeroMQ connection failed: {e}");
+                    tracing::debug!(
+                        input = role.input.label(),
+                        peer,
+                        "ZeroMQ connection failed: {e}"
+                    );
                     return;
                 }
             }
@@ -328,11 +343,15 @@ async fn serve_connection(read: BoxRead, write: BoxWrite, peer: &str, role: &Rol
             let sent = match message {
                 Outgoing::Subscribe(channel) => {
                     let event = SubscriptionEvent::Subscribe(channel.as_bytes().to_vec());
-                    writer.send_message(&[&encode_subscription_frame(&event)]).await
+                    writer
+                        .send_message(&[&encode_subscription_frame(&event)])
+                        .await
                 }
                 Outgoing::Unsubscribe(channel) => {
                     let event = SubscriptionEvent::Unsubscribe(channel.as_bytes().to_vec());
-                    writer.send_message(&[&encode_subscription_frame(&event)]).await
+                    writer
+                        .send_message(&[&encode_subscription_frame(&event)])
+                        .await
                 }
                 Outgoing::Pong(context) => writer.send_command(b"PONG", &context).await,
             };

@@ -73,7 +73,9 @@ impl Endpoint {
             let (host, port) = address
                 .rsplit_once(':')
                 .ok_or_else(|| fail("expected tcp://host:port"))?;
-            let port = port.parse().map_err(|_| fail("port is not a number 0-65535"))?;
+            let port = port
+                .parse()
+                .map_err(|_| fail("port is not a number 0-65535"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             if host.is_empty() {
                 return Err(fail("host is empty"));
@@ -97,7 +99,9 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Endpoint::Tcp { host, port } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Endpoint::Ipc(path) => write!(f, "ipc://{}", path.display()),
         }
@@ -206,7 +210,10 @@ impl FrameReader {
             return Err(ZmtpError::OldVersion(greeting[10]));
         }
         let mechanism = &greeting[12..32];
-        let name_len = mechanism.iter().position(|&b| b == 0).unwrap_or(mechanism.len());
+        let name_len = mechanism
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(mechanism.len());
         if &mechanism[..name_len] != b"NULL" {
             let name = String::from_utf8_lossy(&mechanism[..name_len]).into_owned();
             return Err(ZmtpError::Mechanism(name));
@@ -337,7 +344,11 @@ impl FrameWriter {
     pub async fn send_message(&mut self, frames: &[&[u8]]) -> io::Result<()> {
         self.buffer.clear();
         for (index, frame) in frames.iter().enumerate() {
-            let more = if index + 1 < frames.len() { FLAG_MORE } else { 0 };
+            let more = if index + 1 < frames.len() {
+                FLAG_MORE
+            } else {
+                0
+            };
             encode_frame(&mut self.buffer, more, frame);
         }
         self.flush_buffer().await

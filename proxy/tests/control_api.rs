@@ -85,7 +85,14 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
         .expect("complete head");
     let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .map(|line| {
             let (name, value) = line.split_once(':').unwrap();
@@ -115,7 +122,11 @@ fn request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
 }
 
 async fn post(control: &Control, path: &str, headers: &[&str], body: &str) -> Reply {
-    exchange(control.addr, &request("POST", path, headers, body.as_bytes())).await
+    exchange(
+        control.addr,
+        &request("POST", path, headers, body.as_bytes()),
+    )
+    .await
 }
 
 async fn get(control: &Control, path: &str, headers: &[&str]) -> Reply {
@@ -139,7 +150,9 @@ async fn publish_with_and_without_trailing_slash_delivers() {
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(reply.header("Content-Type"), Some("text/plain"));
         assert_eq!(reply.text(), "Published\n");
-        let delivery = next_delivery(&subscriber, PATIENCE).await.expect("delivered");
+        let delivery = next_delivery(&subscriber, PATIENCE)
+            .await
+            .expect("delivered");
         assert_eq!(stream_content(&delivery), b"x");
     }
 }
@@ -150,7 +163,9 @@ async fn items_without_the_formats_wrapper_are_delivered() {
     let subscriber = subscribe(&control.hub, "a");
     let body = r#"{"items":[{"channel":"a","http-stream":{"content":"y"}}]}"#;
     assert_eq!(post(&control, "/publish/", &[], body).await.status, 200);
-    let delivery = next_delivery(&subscriber, PATIENCE).await.expect("delivered");
+    let delivery = next_delivery(&subscriber, PATIENCE)
+        .await
+        .expect("delivered");
     assert_eq!(stream_content(&delivery), b"y");
 }
 
@@ -174,7 +189,10 @@ async fn malformed_publishes_get_pushpins_messages_and_are_counted() {
         "Invalid format: object contains 'items' with wrong type\n"
     );
     let metrics = control.hub.metrics();
-    assert_eq!(counter(metrics, "fjord_proxy_publish_errors_total", "http"), 4);
+    assert_eq!(
+        counter(metrics, "fjord_proxy_publish_errors_total", "http"),
+        4
+    );
 }
 
 #[tokio::test]
@@ -182,21 +200,36 @@ async fn one_invalid_item_rejects_the_whole_request() {
     let control = start().await;
     let subscriber = subscribe(&control.hub, "a");
     let invalid = r#"{"channel":"a","formats":{}}"#.to_owned();
-    let reply = post(&control, "/publish/", &[], &items(&[stream_item("a", "x"), invalid])).await;
+    let reply = post(
+        &control,
+        "/publish/",
+        &[],
+        &items(&[stream_item("a", "x"), invalid]),
+    )
+    .await;
     assert_eq!(reply.status, 400);
     assert!(
         reply.text().starts_with("Invalid format: items[1]"),
         "{}",
         reply.text()
     );
-    assert!(next_delivery(&subscriber, QUIET).await.is_none(), "nothing published");
+    assert!(
+        next_delivery(&subscriber, QUIET).await.is_none(),
+        "nothing published"
+    );
 }
 
 #[tokio::test]
 async fn authorization_is_ignored() {
     let control = start().await;
     let headers = ["Authorization: Bearer anything"];
-    let reply = post(&control, "/publish/", &headers, &items(&[stream_item("a", "x")])).await;
+    let reply = post(
+        &control,
+        "/publish/",
+        &headers,
+        &items(&[stream_item("a", "x")]),
+    )
+    .await;
     assert_eq!(reply.status, 200);
 }
 
@@ -210,7 +243,11 @@ async fn accept_chooses_between_text_and_json() {
         assert_eq!(reply.header("Content-Type"), Some("application/json"));
         assert_eq!(reply.text(), "{\"message\":\"Published\"}\n");
     }
-    for accept in ["Accept: */*", "Accept: text/plain", "Accept: application/json, text/*"] {
+    for accept in [
+        "Accept: */*",
+        "Accept: text/plain",
+        "Accept: application/json, text/*",
+    ] {
         let reply = post(&control, "/publish/", &[accept], &body).await;
         assert_eq!(reply.text(), "Published\n", "{accept}");
     }
@@ -286,7 +323,9 @@ async fn chunked_publishes_are_accepted() {
     );
     let reply = exchange(control.addr, raw.as_bytes()).await;
     assert_eq!(reply.status, 200);
-    let delivery = next_delivery(&subscriber, PATIENCE).await.expect("delivered");
+    let delivery = next_delivery(&subscriber, PATIENCE)
+        .await
+        .expect("delivered");
     assert_eq!(stream_content(&delivery), b"z");
 }
 

@@ -22,7 +22,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
 
 /// The §4.6 example: `{"channel":"test","formats":{"http-stream":{"content":"hi\n"}}}`.
-const PULL_TNETSTRING: &[u8] = b"66:7:channel,4:test,7:formats,35:11:http-stream,16:7:content,3:hi\n,}}}";
+const PULL_TNETSTRING: &[u8] =
+    b"66:7:channel,4:test,7:formats,35:11:http-stream,16:7:content,3:hi\n,}}}";
 /// The §4.6 SUB example item, without `channel`.
 const SUB_TNETSTRING: &[u8] = b"49:7:formats,35:11:http-stream,16:7:content,3:hi\n,}}}";
 
@@ -36,7 +37,9 @@ fn frames(parts: &[&[u8]]) -> ZmqMessage {
 }
 
 fn stream_item(channel: &str, content: &'static str) -> PublishItem {
-    let body = format!(r#"{{"items":[{{"channel":"{channel}","http-stream":{{"content":"{content}"}}}}]}}"#);
+    let body = format!(
+        r#"{{"items":[{{"channel":"{channel}","http-stream":{{"content":"{content}"}}}}]}}"#
+    );
     fjord_protocol::item::parse_publish_request(body.as_bytes())
         .expect("valid item")
         .remove(0)
@@ -55,7 +58,9 @@ async fn delivered_content(subscriber: &Subscriber) -> Vec<u8> {
 
 async fn push_to(input: &ZmqInput) -> PushSocket {
     let mut push = PushSocket::new();
-    push.connect(&input.endpoints()[0]).await.expect("PUSH connects");
+    push.connect(&input.endpoints()[0])
+        .await
+        .expect("PUSH connects");
     push
 }
 
@@ -63,7 +68,9 @@ async fn push_to(input: &ZmqInput) -> PushSocket {
 async fn pull_accepts_all_three_frame_encodings() {
     let (hub, _events) = support::hub();
     let subscriber = subscribe(&hub, "test");
-    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub)).await.unwrap();
+    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub))
+        .await
+        .unwrap();
     let mut push = push_to(&input).await;
 
     push.send(frame(PULL_TNETSTRING)).await.unwrap();
@@ -79,29 +86,56 @@ async fn pull_accepts_all_three_frame_encodings() {
     assert_eq!(delivered_content(&subscriber).await, b"hi\n");
 
     let item = stream_item("test", "encoded");
-    for encoding in [PullEncoding::Tnetstring, PullEncoding::TPrefixed, PullEncoding::Json] {
-        push.send(frame(&encode_pull_frame(&item, encoding))).await.unwrap();
+    for encoding in [
+        PullEncoding::Tnetstring,
+        PullEncoding::TPrefixed,
+        PullEncoding::Json,
+    ] {
+        push.send(frame(&encode_pull_frame(&item, encoding)))
+            .await
+            .unwrap();
         assert_eq!(delivered_content(&subscriber).await, b"encoded");
     }
-    assert_eq!(counter(hub.metrics(), "fjord_proxy_items_received_total", "zmq_pull"), 6);
+    assert_eq!(
+        counter(
+            hub.metrics(),
+            "fjord_proxy_items_received_total",
+            "zmq_pull"
+        ),
+        6
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_skips_bad_messages_and_keeps_serving() {
     let (hub, _events) = support::hub();
     let subscriber = subscribe(&hub, "test");
-    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub)).await.unwrap();
+    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub))
+        .await
+        .unwrap();
     let mut push = push_to(&input).await;
 
-    push.send(frames(&[PULL_TNETSTRING, PULL_TNETSTRING])).await.unwrap();
+    push.send(frames(&[PULL_TNETSTRING, PULL_TNETSTRING]))
+        .await
+        .unwrap();
     push.send(frame(b"\x00\xffgarbage")).await.unwrap();
     push.send(frame(b"J{not json")).await.unwrap();
     push.send(frame(br#"J{"channel":"test"}"#)).await.unwrap();
     push.send(frame(PULL_TNETSTRING)).await.unwrap();
 
     assert_eq!(delivered_content(&subscriber).await, b"hi\n");
-    assert!(next_delivery(&subscriber, QUIET).await.is_none(), "only the good message");
-    assert_eq!(counter(hub.metrics(), "fjord_proxy_publish_errors_total", "zmq_pull"), 4);
+    assert!(
+        next_delivery(&subscriber, QUIET).await.is_none(),
+        "only the good message"
+    );
+    assert_eq!(
+        counter(
+            hub.metrics(),
+            "fjord_proxy_publish_errors_total",
+            "zmq_pull"
+        ),
+        4
+    );
 
     let mut second = push_to(&input).await;
     second.send(frame(PULL_TNETSTRING)).await.unwrap();
@@ -112,7 +146,9 @@ async fn pull_skips_bad_messages_and_keeps_serving() {
 async fn pull_survives_a_peer_that_is_not_zeromq() {
     let (hub, _events) = support::hub();
     let subscriber = subscribe(&hub, "test");
-    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub)).await.unwrap();
+    let input = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub))
+        .await
+        .unwrap();
     let address = input.endpoints()[0].trim_start_matches("tcp://").to_owned();
     let mut stranger = TcpStream::connect(&address).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut stranger, b"GET / HTTP/1.1\r\n\r\n")
@@ -126,8 +162,12 @@ async fn pull_survives_a_peer_that_is_not_zeromq() {
 #[tokio::test]
 async fn a_pull_endpoint_in_use_is_an_error() {
     let (hub, _events) = support::hub();
-    let first = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub)).await.unwrap();
-    let error = bind_pull(&first.endpoints()[0], hub).await.expect_err("in use");
+    let first = bind_pull("tcp://127.0.0.1:0", Arc::clone(&hub))
+        .await
+        .unwrap();
+    let error = bind_pull(&first.endpoints()[0], hub)
+        .await
+        .expect_err("in use");
     assert!(error.to_string().contains("cannot bind"), "{error}");
 }
 
@@ -177,9 +217,15 @@ async fn sub_channel_frame_wins_over_the_items_channel() {
     assert_eq!(stream_content(&delivery), b"from b");
 
     publisher.send(frames(&[b"a"])).await.unwrap();
-    publisher.send(frames(&[b"a", SUB_TNETSTRING])).await.unwrap();
+    publisher
+        .send(frames(&[b"a", SUB_TNETSTRING]))
+        .await
+        .unwrap();
     assert!(delivered(&subscriber).await.channel.as_ref() == "a");
-    assert_eq!(counter(hub.metrics(), "fjord_proxy_publish_errors_total", "zmq_sub"), 1);
+    assert_eq!(
+        counter(hub.metrics(), "fjord_proxy_publish_errors_total", "zmq_sub"),
+        1
+    );
 }
 
 /// An XPUB peer (a publisher, or a relay) as seen from the wire.
@@ -190,9 +236,10 @@ struct XPubPeer {
 impl XPubPeer {
     async fn handshake(stream: TcpStream) -> XPubPeer {
         let (read, write) = stream.into_split();
-        let connection = zmtp::handshake(Box::new(read), Box::new(write), SocketType::XPub, 1 << 20)
-            .await
-            .expect("handshake with the SUB input");
+        let connection =
+            zmtp::handshake(Box::new(read), Box::new(write), SocketType::XPub, 1 << 20)
+                .await
+                .expect("handshake with the SUB input");
         assert_eq!(connection.peer_type, SocketType::Sub);
         XPubPeer { connection }
     }
@@ -233,18 +280,34 @@ async fn xpub_peers_see_subscribe_and_unsubscribe() {
     assert_eq!(early.subscription(QUIET).await, None, "no channel yet");
 
     let subscriber = subscribe(&hub, "a");
-    assert_eq!(early.subscription(PATIENCE).await.as_deref(), Some(&b"\x01a"[..]));
+    assert_eq!(
+        early.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01a"[..])
+    );
 
     let mut late = XPubPeer::connect(&input.endpoints()[0]).await;
-    assert_eq!(late.subscription(PATIENCE).await.as_deref(), Some(&b"\x01a"[..]));
+    assert_eq!(
+        late.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01a"[..])
+    );
 
     let second = subscribe(&hub, "a");
-    assert_eq!(early.subscription(QUIET).await, None, "not the first subscriber");
+    assert_eq!(
+        early.subscription(QUIET).await,
+        None,
+        "not the first subscriber"
+    );
 
     hub.unsubscribe("a", subscriber.id());
     hub.unsubscribe("a", second.id());
-    assert_eq!(early.subscription(PATIENCE).await.as_deref(), Some(&b"\x00a"[..]));
-    assert_eq!(late.subscription(PATIENCE).await.as_deref(), Some(&b"\x00a"[..]));
+    assert_eq!(
+        early.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x00a"[..])
+    );
+    assert_eq!(
+        late.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x00a"[..])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,8 +320,14 @@ async fn a_departed_publisher_does_not_block_subscriptions_for_the_others() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _one = subscribe(&hub, "one");
     let _two = subscribe(&hub, "two");
-    assert_eq!(staying.subscription(PATIENCE).await.as_deref(), Some(&b"\x01one"[..]));
-    assert_eq!(staying.subscription(PATIENCE).await.as_deref(), Some(&b"\x01two"[..]));
+    assert_eq!(
+        staying.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01one"[..])
+    );
+    assert_eq!(
+        staying.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01two"[..])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,15 +338,27 @@ async fn relays_are_subscribed_and_reconnected() {
     let _input = sub_input(&hub, events, vec![endpoint]).await;
     let subscriber = subscribe(&hub, "a");
 
-    let (stream, _) = tokio::time::timeout(PATIENCE, relay.accept()).await.unwrap().unwrap();
+    let (stream, _) = tokio::time::timeout(PATIENCE, relay.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut connection = XPubPeer::handshake(stream).await;
-    assert_eq!(connection.subscription(PATIENCE).await.as_deref(), Some(&b"\x01a"[..]));
+    assert_eq!(
+        connection.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01a"[..])
+    );
     connection.publish(b"a", SUB_TNETSTRING).await;
     assert_eq!(delivered_content(&subscriber).await, b"hi\n");
-    assert_eq!(counter(hub.metrics(), "fjord_proxy_items_received_total", "relay"), 1);
+    assert_eq!(
+        counter(hub.metrics(), "fjord_proxy_items_received_total", "relay"),
+        1
+    );
 
     drop(connection);
-    let (stream, _) = tokio::time::timeout(PATIENCE, relay.accept()).await.unwrap().unwrap();
+    let (stream, _) = tokio::time::timeout(PATIENCE, relay.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut again = XPubPeer::handshake(stream).await;
     assert_eq!(
         again.subscription(PATIENCE).await.as_deref(),
@@ -304,5 +385,8 @@ async fn a_relay_that_starts_late_still_gets_earlier_subscriptions() {
         .unwrap()
         .unwrap();
     let mut connection = XPubPeer::handshake(stream).await;
-    assert_eq!(connection.subscription(PATIENCE).await.as_deref(), Some(&b"\x01early"[..]));
+    assert_eq!(
+        connection.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01early"[..])
+    );
 }

@@ -20,7 +20,7 @@ use regex::Regex;
 use crate::config::{DataConfig, FilterConfig, FormatConfig, StreamConfig, TopicSelector};
 use crate::record::{KafkaRecord, RecordView};
 use crate::skip::SkipReason;
-use crate::template::{json_field, validate_pointer, Template, TemplateError};
+use crate::template::{json_field, is_valid_pointer, Template, TemplateError};
 
 /// Why a `[[relay.stream]]` rule is refused at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,10 +126,14 @@ impl StreamRule {
             })
         };
         let pointer = |pointer: &str| {
-            validate_pointer(pointer).map_err(|()| RuleError::Pointer {
-                rule: label.clone(),
-                pointer: pointer.to_owned(),
-            })
+            if is_valid_pointer(pointer) {
+                Ok(())
+            } else {
+                Err(RuleError::Pointer {
+                    rule: label.clone(),
+                    pointer: pointer.to_owned(),
+                })
+            }
         };
         let topics = match &config.topic {
             TopicSelector::Exact(name) if name.is_empty() => {

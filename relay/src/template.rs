@@ -155,10 +155,12 @@ fn parse_field(template: &str, field: &str) -> Result<Segment, TemplateError> {
                 }
                 Ok(Segment::Header(name.to_owned()))
             } else if let Some(pointer) = field.strip_prefix("json.") {
-                validate_pointer(pointer).map_err(|()| TemplateError::InvalidPointer {
-                    template: template.to_owned(),
-                    pointer: pointer.to_owned(),
-                })?;
+                if !is_valid_pointer(pointer) {
+                    return Err(TemplateError::InvalidPointer {
+                        template: template.to_owned(),
+                        pointer: pointer.to_owned(),
+                    });
+                }
                 Ok(Segment::Json(pointer.to_owned()))
             } else {
                 Err(TemplateError::UnknownField {
@@ -171,12 +173,8 @@ fn parse_field(template: &str, field: &str) -> Result<Segment, TemplateError> {
 }
 
 /// RFC 6901: the whole document (`""`) or `/`-separated reference tokens.
-pub fn validate_pointer(pointer: &str) -> Result<(), ()> {
-    if pointer.is_empty() || pointer.starts_with('/') {
-        Ok(())
-    } else {
-        Err(())
-    }
+pub fn is_valid_pointer(pointer: &str) -> bool {
+    pointer.is_empty() || pointer.starts_with('/')
 }
 
 /// The JSON value at `pointer`, with the typed reason when there is none.

@@ -5,7 +5,7 @@
 //! the kernel and read back from the proxy's "ready" log line) and its own origin, so
 //! tests can run in parallel. Every wait is bounded.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod origin;

@@ -61,9 +61,12 @@ pub async fn hold(
         instruction::ResponseBody::Replaced(bytes) => bytes.clone(),
     };
     let mut timeout = pin!(tokio::time::sleep(hold_timeout));
-    let refresh_after = (first && ctx.settings.update_on_first_subscription)
-        .then_some(Duration::from_secs(1))
-        .unwrap_or(Duration::MAX / 4);
+    let refresh_after = if first && ctx.settings.update_on_first_subscription {
+        Duration::from_secs(1)
+    } else {
+        // Far enough in the future never to fire, near enough not to overflow.
+        Duration::from_secs(100 * 365 * 24 * 3600)
+    };
     let mut refresh = pin!(tokio::time::sleep(refresh_after));
     let mut recover = ctx.recover.subscribe();
     let subscriber = Arc::clone(held.subscriber());

@@ -419,11 +419,7 @@ async fn read_loop(
             Ok(Some(Incoming::Command { name, data })) => match name.as_ref() {
                 b"SUBSCRIBE" => shared.apply(id, SubscriptionEvent::Subscribe(data.to_vec())),
                 b"CANCEL" => shared.apply(id, SubscriptionEvent::Unsubscribe(data.to_vec())),
-                b"PING" => {
-                    if commands.send(PeerCommand::Pong(data)).await.is_err() {
-                        break;
-                    }
-                }
+                b"PING" if commands.send(PeerCommand::Pong(data)).await.is_err() => break,
                 _ => {}
             },
             Ok(None) => {
