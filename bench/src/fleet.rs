@@ -136,6 +136,11 @@ impl Fleet {
         Ok(Fleet { workers })
     }
 
+    /// Process ids of the live workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(|w| w.child.id()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.workers.len()
     }

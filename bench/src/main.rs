@@ -5,6 +5,7 @@
 //! stdout (progress goes to stderr). `origin` and `worker` are helper
 //! processes the scenarios spawn; they can also be run by hand.
 
+mod child;
 mod fleet;
 mod histogram;
 mod origin;

@@ -75,6 +75,11 @@ pub fn tree(root: u32) -> Result<Vec<u32>> {
 
 /// Samples RSS, PSS and CPU time of `root` and its descendants.
 pub fn sample(root: u32) -> Result<Sample> {
+    sample_pids(&tree(root)?)
+}
+
+/// Samples exactly the given processes (no descendants).
+pub fn sample_pids(pids: &[u32]) -> Result<Sample> {
     // SAFETY: sysconf has no preconditions.
     let (tck, page) = unsafe {
         (
@@ -83,7 +88,7 @@ pub fn sample(root: u32) -> Result<Sample> {
         )
     };
     let mut s = Sample::default();
-    for pid in tree(root)? {
+    for &pid in pids {
         let Some(st) = read_stat(pid) else { continue };
         s.processes += 1;
         s.rss_kb += st.rss_pages * page / 1024;

@@ -338,6 +338,11 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
     plan.in_flight = a.in_flight;
     s.fleet.reset().await?;
     let before = procstat::sample(s.running.root_pid())?;
+    let me = [std::process::id()];
+    let (gen_before, pub_before) = (
+        procstat::sample_pids(&s.fleet.pids())?,
+        procstat::sample_pids(&me)?,
+    );
     let t0 = Instant::now();
     eprintln!("bench: publishing {total} messages at {rate}/s on {channels} channel(s)");
     let report = publisher::run(&target, &plan).await?;
@@ -350,6 +355,10 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
     )
     .await?;
     let after = procstat::sample(s.running.root_pid())?;
+    let (gen_after, pub_after) = (
+        procstat::sample_pids(&s.fleet.pids())?,
+        procstat::sample_pids(&me)?,
+    );
     let alive = s.running.check_alive().is_ok();
 
     let received = d.merged.events;
@@ -379,6 +388,8 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         "latency": d.merged.latency_summary(),
         "cpu_s": round(cpu, 2),
         "cpu_s_per_million": round(cpu / (received.max(1) as f64) * 1e6, 2),
+        "subscriber_cpu_s": round(gen_after.cpu_s - gen_before.cpu_s, 2),
+        "publisher_cpu_s": round(pub_after.cpu_s - pub_before.cpu_s, 2),
         "rss_kb": after.rss_kb,
         "pss_kb": after.pss_kb,
         "processes": after.processes,

@@ -9,15 +9,15 @@
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::child::GroupChild;
 use crate::publisher::{PublisherKind, Target};
 use crate::sse;
 
@@ -280,11 +280,13 @@ fn prepare_nchan(dir: &Path) -> Result<Launch> {
 /// with a Pushpin-syntax routes file (`* 127.0.0.1:<origin>`), so `/<channel>`
 /// becomes an SSE stream on `<channel>` through `fjord-bench origin`, and the
 /// Pushpin-format HTTP publish API (`POST /publish/`) on the control address.
-/// The binary is `$FJORD_BIN` or `target/release/fjord`.
+/// The binary is `$FJORD_BIN`, else `fjord` next to `fjord-bench`
+/// (`target/release/fjord`).
 fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
+    let sibling = std::env::current_exe()?.with_file_name("fjord");
     let bin = std::env::var_os("FJORD_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/fjord"));
+        .unwrap_or(sibling);
     let help = Command::new(&bin).args(["proxy", "--help"]).output();
     let usable = match &help {
         Ok(out) if out.status.success() => {
@@ -323,70 +325,6 @@ fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
         nchan_pub: None,
         settings: vec![("routes".into(), format!("* {origin}"))],
     })
-}
-
-/// A child process that is the leader of its own process group; dropping it
-/// terminates the whole group (SIGTERM, then SIGKILL after a grace period).
-pub struct GroupChild {
-    name: String,
-    child: Child,
-}
-
-impl GroupChild {
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<GroupChild> {
-        let out = fs::File::create(log)?;
-        let err = out.try_clone()?;
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        // SAFETY: prctl is async-signal-safe; it makes the kernel kill the
-        // child if the runner dies without running its destructors.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {name} ({:?})", cmd.get_program()))?;
-        Ok(GroupChild {
-            name: name.to_string(),
-            child,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails if the process already exited.
-    pub fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("{} exited early: {status}", self.name);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for GroupChild {
-    fn drop(&mut self) {
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: signalling our own child's process group.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Kill anything left in the group (also children of an exited leader).
-        // SAFETY: as above.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
 }
 
 /// A started system (and its origin, if it has one).

@@ -11,7 +11,7 @@ mod headers;
 mod json;
 mod link;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -337,6 +337,7 @@ struct Draft {
     timeout_secs: Option<u32>,
     keep_alive: Option<KeepAliveDraft>,
     channels: Vec<Channel>,
+    channel_index: HashMap<String, usize>,
     meta: BTreeMap<String, String>,
     code: u32,
     reason: String,
@@ -354,8 +355,14 @@ struct KeepAliveDraft {
 }
 
 impl Draft {
+    /// Indexed by name so that a header listing thousands of channels stays linear.
     fn add_channel(&mut self, channel: Channel) {
-        match self.channels.iter_mut().find(|c| c.name == channel.name) {
+        let next = self.channels.len();
+        let index = *self
+            .channel_index
+            .entry(channel.name.clone())
+            .or_insert(next);
+        match self.channels.get_mut(index) {
             Some(existing) => {
                 existing.prev_id = channel.prev_id;
                 existing.filters = channel.filters;

@@ -5,8 +5,16 @@
 //! The types make states that Pushpin would reject or ignore unrepresentable: an
 //! `http-response` that sends always has a code and a body, a WebSocket close carries
 //! no content, and so on. Decoding follows Pushpin's `publishitem.cpp` and
-//! `publishformat.cpp`; where this module is stricter or more lenient the item's doc
-//! comment says so.
+//! `publishformat.cpp`, with these differences:
+//!
+//! - Stricter, because the value could not be represented or delivered: an `action`
+//!   that the format does not define (`close` on `http-response`, `hint` on
+//!   `ws-message`), `formats` holding no known format, an empty `channel`, a WebSocket
+//!   close code above 65535, text that is not UTF-8, malformed base64 (Pushpin skips bad
+//!   characters), and a `body-patch` that is not a valid RFC 6902 document (Pushpin
+//!   finds out only when applying it).
+//! - More lenient (strictly additive): `null` counts as an absent key, `status` is an
+//!   alias of `reason` (§3.2), and integral JSON floats are accepted as integers.
 
 use std::collections::BTreeMap;
 

@@ -67,6 +67,7 @@ pub fn decode_sub_message<F: AsRef<[u8]>>(frames: &[F]) -> Result<PublishItem, F
 }
 
 /// One item frame: `J` + JSON object, `T` + tnetstring, or a bare tnetstring (§4.2).
+/// Bytes after the tnetstring value make the frame invalid, where Pushpin ignores them.
 fn decode_item_frame(frame: &[u8], channel: Option<&str>) -> Result<PublishItem, FrameError> {
     match frame {
         [b'J', json @ ..] => {

@@ -24,8 +24,6 @@ use crate::route::{Route, RouteTarget};
 
 /// Request bodies up to this size may still get a GRIP answer (§1.9).
 const MAX_GRIP_REQUEST_BODY: usize = 100_000;
-/// Largest request body forwarded at all.
-const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 /// Largest GRIP response body read into memory (stream holds' initial bodies).
 const MAX_GRIP_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
@@ -48,19 +46,13 @@ pub fn bad_gateway(ctx: &ProxyContext, route: &Route, reason: &str) -> Response<
 pub async fn handle(
     ctx: Arc<ProxyContext>,
     route: Arc<Route>,
-    request: Request<Incoming>,
+    request: Request<Bytes>,
     is_tls: bool,
 ) -> Response<ProxyBody> {
     let RouteTarget::Origin(targets) = &route.target else {
         return bad_gateway(&ctx, &route, "route has no origin");
     };
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return body::text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n")
-        }
-    };
     let too_large_for_grip = body.len() > MAX_GRIP_REQUEST_BODY;
     let trusted = is_trusted_upstream(&ctx, &parts.headers);
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());

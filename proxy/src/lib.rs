@@ -8,6 +8,7 @@ pub mod control;
 pub mod exchange;
 pub mod filter;
 pub mod hold;
+pub mod http1;
 pub mod hub;
 pub mod keys;
 pub mod launch;

@@ -1,25 +1,23 @@
 //! The public listener: accepts client connections and routes each request (§7.1).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::context::ProxyContext;
 use crate::exchange;
+use crate::http1::{serve_connection, ConnectionLimits};
 use crate::route::RouteTarget;
 use crate::test_origin;
 
-/// A client must send its request head within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body the public listener accepts.
+const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 
 /// Accepts connections until `shutdown` turns true.
 pub async fn serve(
@@ -44,27 +42,22 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let ctx = Arc::clone(&ctx);
-                async move { Ok::<_, Infallible>(dispatch(ctx, request, peer).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
-            }
-        });
+        let limits = ConnectionLimits {
+            max_body: MAX_REQUEST_BODY,
+        };
+        // The handler future is boxed: it is large (origin exchange, holds) but lives
+        // only while a request is handled, and an unboxed one would size every
+        // connection's task for its largest state for the connection's whole life.
+        tokio::spawn(serve_connection(stream, peer, limits, move |request, peer| {
+            Box::pin(dispatch(Arc::clone(&ctx), request, peer))
+        }));
     }
 }
 
 /// Picks the route for a request and hands it to the route's handler.
 async fn dispatch(
     ctx: Arc<ProxyContext>,
-    request: Request<Incoming>,
+    request: Request<Bytes>,
     _peer: SocketAddr,
 ) -> Response<ProxyBody> {
     let host = request

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fjord_protocol::instruction::{Hold, Instruction};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::body::{self, ProxyBody};
 use crate::context::ProxyContext;
@@ -21,7 +20,7 @@ use crate::route::Route;
 pub async fn handle(
     ctx: Arc<ProxyContext>,
     route: Arc<Route>,
-    request: Request<Incoming>,
+    request: Request<Bytes>,
 ) -> Response<ProxyBody> {
     let channel = request
         .uri()

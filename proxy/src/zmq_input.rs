@@ -509,3 +509,34 @@ fn remove_stale_socket(path: &std::path::Path) {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(queue: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
+        std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|outgoing| match outgoing {
+                Outgoing::Subscribe(channel) => format!("+{channel}"),
+                Outgoing::Unsubscribe(channel) => format!("-{channel}"),
+                Outgoing::Pong(_) => "pong".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connections_get_the_current_set_then_each_change_once() {
+        let board = Arc::new(SubscriptionBoard::default());
+        board.apply(ChannelEvent::Subscribed(Arc::from("a")));
+        let (sender, mut queue) = mpsc::unbounded_channel();
+        let registration = board.register(sender);
+        assert_eq!(drain(&mut queue), ["+a"]);
+        board.apply(ChannelEvent::Subscribed(Arc::from("a")));
+        board.apply(ChannelEvent::Subscribed(Arc::from("b")));
+        board.apply(ChannelEvent::Unsubscribed(Arc::from("a")));
+        board.apply(ChannelEvent::Unsubscribed(Arc::from("c")));
+        assert_eq!(drain(&mut queue), ["+b", "-a"]);
+        drop(registration);
+        assert!(board.lock().peers.is_empty());
+    }
+}

@@ -207,8 +207,14 @@ pub enum DataConfig {
 /// A rule applies only to records whose header or JSON field equals a value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilterConfig {
-    Header { name: String, equals: String },
-    Json { pointer: String, equals: serde_json::Value },
+    Header {
+        name: String,
+        equals: String,
+    },
+    Json {
+        pointer: String,
+        equals: serde_json::Value,
+    },
 }
 
 /// Which delivery formats an item carries (§3.1, §9).

@@ -152,7 +152,11 @@ impl ClientContext for RelayContext {
 }
 
 impl ConsumerContext for RelayContext {
-    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
@@ -165,10 +169,10 @@ impl ConsumerContext for RelayContext {
                     }
                 }
                 for element in partitions.elements() {
-                    let _ = self.metrics.consumer_lag.remove_label_values(&[
-                        element.topic(),
-                        &element.partition().to_string(),
-                    ]);
+                    let _ = self
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[element.topic(), &element.partition().to_string()]);
                 }
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
             }
@@ -379,11 +383,10 @@ pub async fn probe_periodically(
     let timeout = interval.max(Duration::from_secs(2));
     loop {
         let probe = consumer.clone();
-        let answered = tokio::task::spawn_blocking(move || {
-            probe.fetch_metadata(None, timeout).is_ok()
-        })
-        .await
-        .unwrap_or(false);
+        let answered =
+            tokio::task::spawn_blocking(move || probe.fetch_metadata(None, timeout).is_ok())
+                .await
+                .unwrap_or(false);
         if answered != health.kafka_up() {
             if answered {
                 tracing::info!("Kafka cluster reachable");

@@ -138,8 +138,8 @@ fn parse_replay(mapper: &Mapper, query: &str) -> Result<(usize, ReplayRequest), 
             "channel" => channel = Some(value),
             "stream" => stream = Some(value),
             "position" => {
-                let position = ResumePosition::decode(&value)
-                    .map_err(|e| format!("position: {e}"))?;
+                let position =
+                    ResumePosition::decode(&value).map_err(|e| format!("position: {e}"))?;
                 after.set_timestamp_ms(position.timestamp_ms());
                 for (topic, partition, offset) in position.iter() {
                     after.advance(topic, partition, offset);
@@ -192,12 +192,19 @@ async fn replay(state: &Arc<ControlState>, query: &str) -> Response<ControlBody>
     let (index, request) = match parse_replay(&state.mapper, query) {
         Ok(parsed) => parsed,
         Err(message) => {
-            state.metrics.replays.with_label_values(&["bad_request"]).inc();
+            state
+                .metrics
+                .replays
+                .with_label_values(&["bad_request"])
+                .inc();
             return bad_request(&message);
         }
     };
     let Ok(permit) = state.replays.clone().try_acquire_owned() else {
-        let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many replays running\n");
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many replays running\n",
+        );
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -218,7 +225,11 @@ async fn replay(state: &Arc<ControlState>, query: &str) -> Response<ControlBody>
             Ok(false) => "ok",
             Err(_) => "error",
         };
-        task_state.metrics.replays.with_label_values(&[result]).inc();
+        task_state
+            .metrics
+            .replays
+            .with_label_values(&[result])
+            .inc();
     });
     let mut response = Response::new(NdjsonBody { lines: body }.boxed());
     response.headers_mut().insert(
@@ -309,7 +320,12 @@ mod tests {
         assert_eq!(request.after.offset_of("orders", 1), Some(17));
         assert_eq!(request.after.timestamp_ms(), 5);
         assert_eq!(request.scope, PartitionScope::Listed);
-        assert_eq!(parse_replay(&mapper(), "channel=x&stream=1&after=drivers-0-0").unwrap().0, 1);
+        assert_eq!(
+            parse_replay(&mapper(), "channel=x&stream=1&after=drivers-0-0")
+                .unwrap()
+                .0,
+            1
+        );
     }
 
     #[test]

@@ -20,14 +20,16 @@ use regex::Regex;
 use crate::config::{DataConfig, FilterConfig, FormatConfig, StreamConfig, TopicSelector};
 use crate::record::{KafkaRecord, RecordView};
 use crate::skip::SkipReason;
-use crate::template::{json_field, is_valid_pointer, Template, TemplateError};
+use crate::template::{is_valid_pointer, json_field, Template, TemplateError};
 
 /// Why a `[[relay.stream]]` rule is refused at start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error("stream {rule}: {source}")]
     Template { rule: String, source: TemplateError },
-    #[error("stream {rule}: topic pattern {pattern:?} is not a valid regular expression: {reason}")]
+    #[error(
+        "stream {rule}: topic pattern {pattern:?} is not a valid regular expression: {reason}"
+    )]
     Pattern {
         rule: String,
         pattern: String,
@@ -76,8 +78,14 @@ enum Data {
 
 #[derive(Debug, Clone)]
 enum Filter {
-    Header { name: String, equals: String },
-    Json { pointer: String, equals: serde_json::Value },
+    Header {
+        name: String,
+        equals: String,
+    },
+    Json {
+        pointer: String,
+        equals: serde_json::Value,
+    },
 }
 
 /// One compiled `[[relay.stream]]` rule.
@@ -115,10 +123,7 @@ impl StreamRule {
         index: usize,
         max_value_bytes: usize,
     ) -> Result<StreamRule, RuleError> {
-        let label = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("#{index}"));
+        let label = config.name.clone().unwrap_or_else(|| format!("#{index}"));
         let template = |source: &str| {
             Template::parse(source).map_err(|source| RuleError::Template {
                 rule: label.clone(),
@@ -141,13 +146,12 @@ impl StreamRule {
             }
             TopicSelector::Exact(name) => TopicMatcher::Exact(name.clone()),
             TopicSelector::Pattern(source) => {
-                let regex = Regex::new(&format!("^(?:{source})$")).map_err(|e| {
-                    RuleError::Pattern {
+                let regex =
+                    Regex::new(&format!("^(?:{source})$")).map_err(|e| RuleError::Pattern {
                         rule: label.clone(),
                         pattern: source.clone(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 TopicMatcher::Pattern {
                     source: source.clone(),
                     regex,
@@ -186,7 +190,10 @@ impl StreamRule {
                 name: name.clone(),
                 equals: equals.clone(),
             }),
-            Some(FilterConfig::Json { pointer: ptr, equals }) => {
+            Some(FilterConfig::Json {
+                pointer: ptr,
+                equals,
+            }) => {
                 pointer(ptr)?;
                 Some(Filter::Json {
                     pointer: ptr.clone(),
@@ -265,8 +272,8 @@ impl StreamRule {
             return Err(SkipReason::EmptyChannel);
         }
         let event = self.event.as_ref().map(|t| t.render(view)).transpose()?;
-        let id = KafkaPosition::new(record.topic.clone(), record.partition, record.offset)
-            .to_string();
+        let id =
+            KafkaPosition::new(record.topic.clone(), record.partition, record.offset).to_string();
         let formats = self.formats(&id, event.as_deref(), &data)?;
         let meta = position_meta(record);
         Ok(channels

@@ -87,7 +87,10 @@ fn binary_values_survive_the_sub_framing_byte_exact() {
         .unwrap();
     assert!(matches!(
         &item.formats.ws_message,
-        Some(WsMessageFormat::Message { kind: WsMessageKind::Binary, .. })
+        Some(WsMessageFormat::Message {
+            kind: WsMessageKind::Binary,
+            ..
+        })
     ));
     let frames = encode_sub_message(&item);
     let decoded = decode_sub_message(&frames).unwrap();
@@ -171,7 +174,10 @@ fn filters_select_by_header_or_json_field() {
         equals: serde_json::json!("ready"),
     });
     let by_json = rule(by_json);
-    assert_eq!(items(&by_json, &order(0, br#"{"status":"ready"}"#)).len(), 1);
+    assert_eq!(
+        items(&by_json, &order(0, br#"{"status":"ready"}"#)).len(),
+        1
+    );
     assert_eq!(
         by_json.apply(&RecordView::new(&order(0, br#"{"status":"new"}"#))),
         RuleOutcome::Filtered

@@ -162,7 +162,11 @@ fn replay(
             end.advance(&plan.topic, plan.partition, plan.high - 1);
         }
         if plan.from < plan.high {
-            assignment.add_partition_offset(&plan.topic, plan.partition, Offset::Offset(plan.from))?;
+            assignment.add_partition_offset(
+                &plan.topic,
+                plan.partition,
+                Offset::Offset(plan.from),
+            )?;
             remaining.insert((plan.topic.clone(), plan.partition), plan.high);
         }
     }

@@ -213,7 +213,9 @@ mod tests {
     use crate::record::KafkaRecord;
 
     fn render(template: &str, record: &KafkaRecord) -> Result<String, SkipReason> {
-        Template::parse(template).unwrap().render(&RecordView::new(record))
+        Template::parse(template)
+            .unwrap()
+            .render(&RecordView::new(record))
     }
 
     fn order() -> KafkaRecord {
@@ -254,9 +256,15 @@ mod tests {
         let binary_key = KafkaRecord::new("t", 0, 0, b"{}").with_key(&[0xff, 0xfe]);
         assert_eq!(render("{key}", &binary_key), Err(SkipReason::KeyNotUtf8));
         let binary_header = KafkaRecord::new("t", 0, 0, b"{}").with_header("h", &[0xc3]);
-        assert_eq!(render("{header.h}", &binary_header), Err(SkipReason::HeaderNotUtf8));
+        assert_eq!(
+            render("{header.h}", &binary_header),
+            Err(SkipReason::HeaderNotUtf8)
+        );
         let not_json = KafkaRecord::new("t", 0, 0, b"{oops");
-        assert_eq!(render("{json./a}", &not_json), Err(SkipReason::ValueNotJson));
+        assert_eq!(
+            render("{json./a}", &not_json),
+            Err(SkipReason::ValueNotJson)
+        );
         let mut tombstone = KafkaRecord::new("t", 0, 0, b"");
         tombstone.value = None;
         assert_eq!(render("{json./a}", &tombstone), Err(SkipReason::NoValue));

@@ -35,7 +35,10 @@ fn check_exactly_once_after_dedup(
         .collect();
     let got: BTreeSet<_> = counts.keys().cloned().collect();
     let missing: Vec<_> = expected.difference(&got).take(5).collect();
-    assert!(missing.is_empty(), "records never delivered, e.g. {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "records never delivered, e.g. {missing:?}"
+    );
     assert_eq!(got, expected, "unexpected positions delivered");
     items.len() - expected.len()
 }
@@ -106,7 +109,12 @@ async fn a_rebalance_between_two_relays_loses_nothing() {
     produced.extend(broker.produce("orders", &records(0..2500)).await.unwrap());
     collected.wait_for(500, Duration::from_secs(60)).await;
     let second = Relay::start(config).await.unwrap();
-    produced.extend(broker.produce("orders", &records(2500..5000)).await.unwrap());
+    produced.extend(
+        broker
+            .produce("orders", &records(2500..5000))
+            .await
+            .unwrap(),
+    );
 
     wait_positions(&collected, produced.len(), Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

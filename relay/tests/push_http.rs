@@ -138,10 +138,18 @@ async fn http_output_posts_batches_and_retries_server_errors() {
         if items.len() >= records.len() {
             break items;
         }
-        assert!(Instant::now() < deadline, "only {} items posted", items.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} items posted",
+            items.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(items.len(), records.len(), "the refused first batch was re-sent once");
+    assert_eq!(
+        items.len(),
+        records.len(),
+        "the refused first batch was re-sent once"
+    );
     for item in &items {
         let (_, partition, offset) = position(item);
         let index = positions

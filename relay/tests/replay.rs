@@ -36,7 +36,9 @@ async fn replay(relay: &RunningRelay, query: &str) -> Replay {
         } else if let Some(error) = value.get("error") {
             panic!("replay failed: {error}");
         } else {
-            replay.items.push(PublishItem::from_json(&value, None).unwrap());
+            replay
+                .items
+                .push(PublishItem::from_json(&value, None).unwrap());
         }
     }
     assert!(!replay.end.is_null(), "no end line in {body}");
@@ -46,7 +48,11 @@ async fn replay(relay: &RunningRelay, query: &str) -> Replay {
 fn config(broker: &KafkaBroker, topic: &str) -> fjord_relay::RelayConfig {
     let mut by_key = StreamConfig::new(topic, "orders.{key}");
     by_key.name = Some("by-key".into());
-    let mut config = relay_config(broker, "replay", vec![StreamConfig::new(topic, "{topic}"), by_key]);
+    let mut config = relay_config(
+        broker,
+        "replay",
+        vec![StreamConfig::new(topic, "{topic}"), by_key],
+    );
     config.publish = None;
     config.sink = Some(Collected::default().sink());
     config
@@ -58,7 +64,9 @@ async fn replay_returns_exactly_the_channels_records_after_the_offsets() {
     broker.create_topic("orders", 3).await.unwrap();
     let relay = Relay::start(config(&broker, "orders")).await.unwrap();
     let records: Vec<_> = (0..60)
-        .map(|i| TestRecord::keyed(format!("k{}", i % 4), format!("v{i}\nmore")).on_partition(i % 3))
+        .map(|i| {
+            TestRecord::keyed(format!("k{}", i % 4), format!("v{i}\nmore")).on_partition(i % 3)
+        })
         .collect();
     let positions = broker.produce("orders", &records).await.unwrap();
     let after = [(0, 4i64), (1, 0), (2, 12)];
@@ -68,7 +76,11 @@ async fn replay_returns_exactly_the_channels_records_after_the_offsets() {
         .collect::<Vec<_>>()
         .join(",");
 
-    let got = replay(&relay, &format!("channel=orders.k1&stream=by-key&after={query_after}")).await;
+    let got = replay(
+        &relay,
+        &format!("channel=orders.k1&stream=by-key&after={query_after}"),
+    )
+    .await;
     let mut expected: Vec<(i32, i64)> = positions
         .iter()
         .enumerate()
@@ -106,7 +118,11 @@ async fn replay_returns_exactly_the_channels_records_after_the_offsets() {
     assert_eq!(offsets, [(2, 16), (2, 17), (2, 18), (2, 19)]);
 
     // Bad requests are answered before anything streams.
-    let (status, _) = http_get(relay.control_addr().unwrap(), "/replay?channel=x&stream=9&after=orders-0-1").await;
+    let (status, _) = http_get(
+        relay.control_addr().unwrap(),
+        "/replay?channel=x&stream=9&after=orders-0-1",
+    )
+    .await;
     assert_eq!(status, 400);
     relay.shutdown().await;
 }
@@ -118,10 +134,9 @@ fn position_of(item: &PublishItem) -> (i32, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_reports_a_gap_for_offsets_no_longer_retained() {
-    let broker =
-        tokio::task::spawn_blocking(|| KafkaBroker::start_with_fast_retention().unwrap())
-            .await
-            .unwrap();
+    let broker = tokio::task::spawn_blocking(|| KafkaBroker::start_with_fast_retention().unwrap())
+        .await
+        .unwrap();
     broker
         .create_topic_with(
             "expiring",
@@ -131,7 +146,9 @@ async fn replay_reports_a_gap_for_offsets_no_longer_retained() {
         .await
         .unwrap();
     let relay = Relay::start(config(&broker, "expiring")).await.unwrap();
-    let old: Vec<_> = (0..10).map(|i| TestRecord::keyed("k", format!("old{i}"))).collect();
+    let old: Vec<_> = (0..10)
+        .map(|i| TestRecord::keyed("k", format!("old{i}")))
+        .collect();
     broker.produce("expiring", &old).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -139,10 +156,15 @@ async fn replay_reports_a_gap_for_offsets_no_longer_retained() {
         if low > 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "retention never removed the old records");
+        assert!(
+            Instant::now() < deadline,
+            "retention never removed the old records"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let fresh: Vec<_> = (0..3).map(|i| TestRecord::keyed("k", format!("new{i}"))).collect();
+    let fresh: Vec<_> = (0..3)
+        .map(|i| TestRecord::keyed("k", format!("new{i}")))
+        .collect();
     let fresh_positions = broker.produce("expiring", &fresh).await.unwrap();
     let (low, _) = broker.watermarks("expiring", 1).await.unwrap()[0];
 
@@ -159,7 +181,10 @@ async fn replay_reports_a_gap_for_offsets_no_longer_retained() {
     // Fresh records may expire too while the test runs; those still retained when the
     // replay ran (above the gap) must all be there.
     for (_, offset) in fresh_positions.iter().filter(|(_, o)| *o > gap_end) {
-        assert!(offsets.contains(offset), "fresh record {offset} not replayed");
+        assert!(
+            offsets.contains(offset),
+            "fresh record {offset} not replayed"
+        );
     }
     relay.shutdown().await;
 }

@@ -82,7 +82,9 @@ async fn records_reach_subscribed_channels_in_partition_order_byte_exact() {
         received.push((channel, item));
     }
     assert!(
-        next_item(&mut sub, Duration::from_millis(1500)).await.is_none(),
+        next_item(&mut sub, Duration::from_millis(1500))
+            .await
+            .is_none(),
         "an unsubscribed channel or a duplicate was sent"
     );
 
@@ -92,7 +94,10 @@ async fn records_reach_subscribed_channels_in_partition_order_byte_exact() {
         assert_eq!(&item.channel, channel);
         let (topic, partition, offset) = position(item);
         assert_eq!(topic, "orders");
-        assert_eq!(item.id.as_deref(), Some(&*format!("orders-{partition}-{offset}")));
+        assert_eq!(
+            item.id.as_deref(),
+            Some(&*format!("orders-{partition}-{offset}"))
+        );
         assert!(item.no_seq && item.prev_id.is_none());
         let previous = last.insert((channel.clone(), partition), offset);
         assert!(
@@ -104,12 +109,7 @@ async fn records_reach_subscribed_channels_in_partition_order_byte_exact() {
             .position(|&p| p == (partition, offset))
             .unwrap();
         let value = records[index].value.clone().unwrap();
-        let ResponseAction::Send(response) = &item
-            .formats
-            .http_response
-            .as_ref()
-            .unwrap()
-            .action
+        let ResponseAction::Send(response) = &item.formats.http_response.as_ref().unwrap().action
         else {
             panic!("http-response is not a send");
         };
@@ -177,7 +177,10 @@ async fn bad_records_are_skipped_and_counted_and_later_records_still_arrive() {
     assert_eq!(skipped("missing_json_field"), 1.0);
     assert_eq!(skipped("value_too_large"), 1.0);
     assert_eq!(
-        metric(&metrics, "fjord_relay_records_consumed_total{topic=\"orders\"}"),
+        metric(
+            &metrics,
+            "fjord_relay_records_consumed_total{topic=\"orders\"}"
+        ),
         6.0
     );
     assert_eq!(metric(&metrics, "fjord_relay_xpub_peers"), 1.0);

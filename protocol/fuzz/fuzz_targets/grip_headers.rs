@@ -3,7 +3,8 @@
 //!
 //! Input layout: byte 0 picks the status code; the rest is split at NUL bytes; every part
 //! but the last is one header (its first byte picks the name, the remainder is the value);
-//! the last part is the body.
+//! the last part is the body. A header selector byte of 0xf0 or more stands for
+//! `Content-Type: application/grip-instruct`.
 
 #![no_main]
 
@@ -45,13 +46,20 @@ fuzz_target!(|data: &[u8]| {
         let Some((&which, value)) = part.split_first() else {
             continue;
         };
-        let name = HeaderName::from_static(NAMES[usize::from(which) % NAMES.len()]);
-        let value = if which >= 0xf0 {
-            HeaderValue::from_bytes(b"application/grip-instruct").ok()
+        // High selector bytes mark the body as JSON instructions, which random bytes
+        // would rarely spell out.
+        let (name, value) = if which >= 0xf0 {
+            (
+                http::header::CONTENT_TYPE,
+                &b"application/grip-instruct"[..],
+            )
         } else {
-            HeaderValue::from_bytes(value).ok()
+            (
+                HeaderName::from_static(NAMES[usize::from(which) % NAMES.len()]),
+                value,
+            )
         };
-        if let Some(value) = value {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
             headers.append(name, value);
         }
     }

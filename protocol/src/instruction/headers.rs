@@ -1,6 +1,6 @@
 //! The `Grip-*` headers of §2.2, read into a [`Draft`] before any JSON body is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -34,6 +34,7 @@ impl Draft {
             timeout_secs: None,
             keep_alive: parse_keep_alive(headers)?,
             channels: Vec::new(),
+            channel_index: HashMap::new(),
             meta: parse_meta(headers)?,
             code: u32::from(status.as_u16()),
             reason: String::new(),

@@ -358,3 +358,11 @@ fn grip_timeout_is_validated_even_without_a_response_hold() {
     assert!(parse(&[("Grip-Hold", "stream"), ("Grip-Timeout", "x")]).is_err());
     assert!(parse(&[("Grip-Hold", "stream"), ("Grip-Timeout", "7")]).is_ok());
 }
+
+#[test]
+fn grip_channel_long_lists_are_parsed_in_order() {
+    let value: Vec<String> = (0..20_000).map(|i| format!("c{}", i % 15_000)).collect();
+    let i = ok(&[("Grip-Channel", &value.join(", "))]);
+    assert_eq!(i.channels.len(), 15_000);
+    assert_eq!(i.channels[14_999].name, "c14999");
+}

@@ -19,6 +19,7 @@ pub(super) trait Node: Sized {
     /// Binary rules of §3.5: byte strings are raw and HTTP `*-bin` keys are ignored.
     const TNETSTRING: bool;
     fn type_name(&self) -> &'static str;
+    fn is_object(&self) -> bool;
     /// The value under `key` of an object/dict; `null` counts as absent.
     fn field(&self, key: &str) -> Option<&Self>;
     fn entries(&self) -> Option<Vec<(&[u8], &Self)>>;
@@ -45,6 +46,10 @@ impl Node for serde_json::Value {
             serde_json::Value::Array(_) => "array",
             serde_json::Value::Object(_) => "object",
         }
+    }
+
+    fn is_object(&self) -> bool {
+        serde_json::Value::is_object(self)
     }
 
     fn field(&self, key: &str) -> Option<&Self> {
@@ -95,6 +100,10 @@ impl Node for tnetstring::Value {
 
     fn type_name(&self) -> &'static str {
         tnetstring::Value::type_name(self)
+    }
+
+    fn is_object(&self) -> bool {
+        matches!(self, tnetstring::Value::Dict(_))
     }
 
     fn field(&self, key: &str) -> Option<&Self> {
@@ -194,9 +203,10 @@ fn wrong_type<T, N: Node>(
 }
 
 fn expect_object<N: Node>(node: &N, path: &str) -> Result<(), ItemError> {
-    match node.entries() {
-        Some(_) => Ok(()),
-        None => wrong_type(path, "an object", node),
+    if node.is_object() {
+        Ok(())
+    } else {
+        wrong_type(path, "an object", node)
     }
 }
 

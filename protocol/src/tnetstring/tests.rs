@@ -402,6 +402,8 @@ fn get_resolves_duplicate_keys_to_the_last() {
 
 #[test]
 fn accessors_return_only_matching_types() {
+    assert_eq!(Value::str("x").as_bytes(), Some(&Bytes::from_static(b"x")));
+    assert_eq!(Value::Int(1).as_bytes(), None);
     assert_eq!(Value::str("x").as_str(), Some("x"));
     assert_eq!(Value::Bytes(Bytes::from_static(b"\xff")).as_str(), None);
     assert_eq!(Value::Int(3).as_int(), Some(3));

@@ -167,7 +167,11 @@ impl HttpOutput {
             Err(e) => return Attempt::Refused(StatusCode::BAD_REQUEST, e.to_string()),
         };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| e.to_string())?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
             let status = response.status();
             let answer = response
                 .into_body()
@@ -277,12 +281,21 @@ mod tests {
             url: "http://h:1/publish".into(),
             authorization: None,
         };
-        let out = HttpOutput::new(&target, HttpBatchConfig::default(), RelayMetrics::new().unwrap());
+        let out = HttpOutput::new(
+            &target,
+            HttpBatchConfig::default(),
+            RelayMetrics::new().unwrap(),
+        );
         assert_eq!(out.unwrap().url(), "http://h:1/publish/");
         let https = HttpTarget {
             url: "https://h/".into(),
             authorization: None,
         };
-        assert!(HttpOutput::new(&https, HttpBatchConfig::default(), RelayMetrics::new().unwrap()).is_err());
+        assert!(HttpOutput::new(
+            &https,
+            HttpBatchConfig::default(),
+            RelayMetrics::new().unwrap()
+        )
+        .is_err());
     }
 }

@@ -8,6 +8,20 @@
 //! (written to the socket), so an offset is never stored for an item that sat in a queue.
 //! A proxy that does not take a batch within the write timeout is disconnected; it
 //! reconnects, subscribes again, and its clients resume (design "Resume").
+//!
+//! The subscription-filter window: a freshly bound XPUB socket knows no subscriptions,
+//! so records consumed before a proxy's SUB subscriptions arrive would be filtered away
+//! and their offsets committed. The relay closes most of it by not consuming until the
+//! subscriptions settled ([`XpubOutput::wait_settled`], `SettleConfig`). What remains:
+//! - a proxy that connects more than `settle.max` after the relay started (a proxy
+//!   started later, or one whose reconnect backoff is longer) misses the records its
+//!   channels got in between;
+//! - a proxy whose connection drops while the relay runs misses its channels' records
+//!   until it has reconnected and resubscribed;
+//! in both cases the relay cannot tell (it never knew or no longer knows that proxy).
+//! Their clients recover through the resume path: a proxy that (re)connects to a relay can
+//! replay its channels from the positions it last delivered (`GET /replay`, design
+//! "Resume" 2); clients that reconnect do so with their own `Last-Event-ID`.
 
 use std::collections::HashMap;
 use std::io;

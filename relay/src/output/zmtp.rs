@@ -325,7 +325,11 @@ impl FrameWriter {
     /// Queues one message made of `frames` into the pending buffer.
     pub fn push_message<F: AsRef<[u8]>>(&mut self, frames: &[F]) {
         for (index, frame) in frames.iter().enumerate() {
-            let more = if index + 1 < frames.len() { FLAG_MORE } else { 0 };
+            let more = if index + 1 < frames.len() {
+                FLAG_MORE
+            } else {
+                0
+            };
             encode_frame(&mut self.buffer, more, frame.as_ref());
         }
     }

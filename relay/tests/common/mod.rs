@@ -87,13 +87,18 @@ pub fn position(item: &PublishItem) -> (String, i32, i64) {
 /// seen every subscription.
 pub async fn subscriber(relay: &fjord_relay::RunningRelay, channels: &[&str]) -> SubSocket {
     let mut sub = SubSocket::new();
-    sub.connect(relay.publish_endpoint().unwrap()).await.unwrap();
+    sub.connect(relay.publish_endpoint().unwrap())
+        .await
+        .unwrap();
     for channel in channels {
         sub.subscribe(channel).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !channels.iter().all(|c| relay.is_subscribed(c)) {
-        assert!(Instant::now() < deadline, "subscriptions never reached the relay");
+        assert!(
+            Instant::now() < deadline,
+            "subscriptions never reached the relay"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     sub
@@ -101,7 +106,10 @@ pub async fn subscriber(relay: &fjord_relay::RunningRelay, channels: &[&str]) ->
 
 /// The next SUB message as (channel frame, decoded item), or `None` after `timeout`.
 pub async fn next_item(sub: &mut SubSocket, timeout: Duration) -> Option<(String, PublishItem)> {
-    let message = tokio::time::timeout(timeout, sub.recv()).await.ok()?.unwrap();
+    let message = tokio::time::timeout(timeout, sub.recv())
+        .await
+        .ok()?
+        .unwrap();
     let frames: Vec<_> = message.into_vec();
     assert_eq!(frames.len(), 2, "a relay message has two frames");
     let item = decode_sub_message(&frames).unwrap();

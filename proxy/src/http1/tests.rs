@@ -1,0 +1,293 @@
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::body::BodyError;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Serves one connection with `handle` and returns a connected client.
+async fn serve<H, F>(handle: H) -> TcpStream
+where
+    H: Fn(Request<Bytes>, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let limits = ConnectionLimits { max_body: 1024 };
+        serve_connection(stream, peer, limits, handle).await;
+    });
+    TcpStream::connect(addr).await.expect("connect")
+}
+
+fn echo(request: Request<Bytes>, _peer: SocketAddr) -> impl Future<Output = Response<ProxyBody>> {
+    async move {
+        let text = format!(
+            "{} {} {}",
+            request.method(),
+            request.uri(),
+            String::from_utf8_lossy(request.body())
+        );
+        Response::new(body::full(text))
+    }
+}
+
+async fn read_until(client: &mut TcpStream, needle: &[u8]) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        while !seen.windows(needle.len()).any(|w| w == needle) {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed before {:?}: {:?}", needle, String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("in time");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+async fn read_to_end(client: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut all))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn fixed_body_is_sent_with_content_length() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let response = read_until(&mut client, b"GET /a?b=1 ").await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("content-length: 11\r\n"), "{response}");
+}
+
+#[tokio::test]
+async fn content_length_request_body_reaches_the_handler() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .expect("send");
+    read_until(&mut client, b"POST /p hello").await;
+}
+
+#[tokio::test]
+async fn chunked_request_body_is_decoded() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(
+            b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        )
+        .await
+        .expect("send");
+    read_until(&mut client, b"POST /c hello world").await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let both = read_until(&mut client, b"GET /2 ").await;
+    let first = both.find("GET /1 ").expect("first answered");
+    let second = both.find("GET /2 ").expect("second answered");
+    assert!(first < second);
+}
+
+#[tokio::test]
+async fn connection_close_request_closes_after_the_response() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let all = read_to_end(&mut client).await;
+    assert!(all.contains("connection: close\r\n"), "{all}");
+}
+
+/// A body fed by a channel, which records when it is dropped.
+struct ChannelBody {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BodyError;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+impl Drop for ChannelBody {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn streaming(
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    dropped: Arc<AtomicBool>,
+) -> impl Fn(Request<Bytes>, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+{
+    let slot = std::sync::Mutex::new(Some(rx));
+    move |_request, _peer| {
+        let rx = slot.lock().expect("lock").take().expect("one request");
+        let dropped = Arc::clone(&dropped);
+        Box::pin(async move { Response::new(ChannelBody { rx, dropped }.boxed_unsync()) })
+    }
+}
+
+#[tokio::test]
+async fn stream_is_chunked_for_http11_and_ends_with_the_zero_chunk() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut client = serve(streaming(rx, Arc::clone(&dropped))).await;
+    client
+        .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    let head = read_until(&mut client, b"\r\n\r\n").await;
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    tx.send(Bytes::from_static(b"hello\n")).expect("send");
+    read_until(&mut client, b"6\r\nhello\n\r\n").await;
+    drop(tx);
+    read_until(&mut client, b"0\r\n\r\n").await;
+}
+
+#[tokio::test]
+async fn stream_to_http10_client_is_close_delimited() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut client = serve(streaming(rx, Arc::clone(&dropped))).await;
+    client
+        .write_all(b"GET /s HTTP/1.0\r\n\r\n")
+        .await
+        .expect("send");
+    tx.send(Bytes::from_static(b"raw")).expect("send");
+    drop(tx);
+    let all = read_to_end(&mut client).await;
+    assert!(!all.contains("chunked"), "{all}");
+    assert!(all.ends_with("\r\n\r\nraw"), "{all:?}");
+}
+
+#[tokio::test]
+async fn client_hangup_drops_the_streaming_body() {
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut client = serve(streaming(rx, Arc::clone(&dropped))).await;
+    client
+        .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    read_until(&mut client, b"\r\n\r\n").await;
+    drop(client);
+    let gone = tokio::time::timeout(WAIT, async {
+        while !dropped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "body dropped after the client left");
+    drop(tx);
+}
+
+#[tokio::test]
+async fn oversized_head_gets_431() {
+    let mut client = serve(echo).await;
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+    let _ = client.write_all(big.as_bytes()).await;
+    let response = read_until(&mut client, b"\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 431 "), "{response}");
+}
+
+#[tokio::test]
+async fn body_over_the_limit_gets_413() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        .await
+        .expect("send");
+    let response = read_until(&mut client, b"\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 413 "), "{response}");
+}
+
+#[tokio::test]
+async fn conflicting_content_lengths_are_rejected() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+        .await
+        .expect("send");
+    let response = read_until(&mut client, b"\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+}
+
+#[tokio::test]
+async fn expect_continue_gets_an_interim_response() {
+    let mut client = serve(echo).await;
+    client
+        .write_all(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .expect("send");
+    read_until(&mut client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
+    client.write_all(b"ok").await.expect("send body");
+    read_until(&mut client, b"POST /e ok").await;
+}
+
+#[tokio::test]
+async fn reason_phrase_extension_is_written() {
+    let mut client = serve(|_request, _peer| async {
+        let mut response = Response::new(body::empty());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response.extensions_mut().insert(
+            hyper::ext::ReasonPhrase::try_from(b"Nope".to_vec()).expect("valid phrase"),
+        );
+        response
+    })
+    .await;
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send");
+    read_until(&mut client, b"HTTP/1.1 404 Nope\r\n").await;
+}
+
+#[test]
+fn chunked_decoder_handles_bytes_arriving_one_at_a_time() {
+    let wire = b"3\r\nabc\r\n0\r\n\r\nNEXT";
+    let mut decoder = request::ChunkedDecoder::default();
+    let mut input = Vec::new();
+    let mut out = Vec::new();
+    let mut done = false;
+    for &byte in wire.iter() {
+        input.push(byte);
+        if decoder.decode(&mut input, &mut out, 100).expect("valid") {
+            done = true;
+            break;
+        }
+    }
+    assert!(done);
+    assert_eq!(out, b"abc");
+}
