@@ -205,7 +205,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, RequestError> {
 /// RFC 9112 §6.3: chunked wins over Content-Length; several different lengths are an
 /// error (request smuggling).
 fn framing(headers: &HeaderMap) -> Result<Framing, RequestError> {
-    if let Some(te) = headers.get_all(http::header::TRANSFER_ENCODING).iter().last() {
+    if let Some(te) = headers.get_all(http::header::TRANSFER_ENCODING).iter().next_back() {
         let chunked = te
             .to_str()
             .ok()

@@ -29,16 +29,14 @@ where
     TcpStream::connect(addr).await.expect("connect")
 }
 
-fn echo(request: Request<Bytes>, _peer: SocketAddr) -> impl Future<Output = Response<ProxyBody>> {
-    async move {
-        let text = format!(
-            "{} {} {}",
-            request.method(),
-            request.uri(),
-            String::from_utf8_lossy(request.body())
-        );
-        Response::new(body::full(text))
-    }
+async fn echo(request: Request<Bytes>, _peer: SocketAddr) -> Response<ProxyBody> {
+    let text = format!(
+        "{} {} {}",
+        request.method(),
+        request.uri(),
+        String::from_utf8_lossy(request.body())
+    );
+    Response::new(body::full(text))
 }
 
 async fn read_until(client: &mut TcpStream, needle: &[u8]) -> String {
