@@ -2,6 +2,7 @@
 
 mod config;
 mod proxy_cmd;
+mod publish_cmd;
 mod token_cmd;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ enum LogFormat {
 enum Command {
     Proxy(proxy_cmd::ProxyArgs),
     Token(token_cmd::TokenArgs),
+    Publish(publish_cmd::PublishArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Proxy(args) => proxy_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
+        Command::Publish(args) => publish_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,7 +31,10 @@ async fn c31_next_link_without_hold_appends_and_ends() {
     assert!(!head.has("x-second"), "{head:?}");
     assert!(head.grip_headers().is_empty(), "{head:?}");
     assert!(head.is_chunked(), "{head:?}");
-    let body = conn.read_to_last_chunk(SLOW).await.expect("body ends with the zero-length chunk");
+    let body = conn
+        .read_to_last_chunk(SLOW)
+        .await
+        .expect("body ends with the zero-length chunk");
     assert_eq!(body, b"hello\nworld\n");
     // One response only: nothing else arrives.
     let extra = conn.raw_within(Duration::from_millis(300)).await;
@@ -40,14 +43,23 @@ async fn c31_next_link_without_hold_appends_and_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c32_next_link_is_refetched_after_its_timeout() {
-    let origin = Origin::start(|_| Reply::stream("a", "").header("Grip-Link", "</n>; rel=next; timeout=3")).await;
+    let origin =
+        Origin::start(|_| Reply::stream("a", "").header("Grip-Link", "</n>; rel=next; timeout=3"))
+            .await;
     let proxy = ProxyBuilder::new().origin(origin.addr).start().await;
     let mut conn = proxy.get("/start").await;
     conn.read_head(SLOW).await.expect("head");
     let start = origin.requests_to("/start")[0].at;
-    let fetch = origin.wait_path("/n", 1, Duration::from_secs(6)).await.expect("link fetch")[0].clone();
+    let fetch = origin
+        .wait_path("/n", 1, Duration::from_secs(6))
+        .await
+        .expect("link fetch")[0]
+        .clone();
     let after = fetch.at.duration_since(start).as_secs_f64();
-    assert!((3.0..=4.0).contains(&after), "link fetched {after:.3} s after the hold");
+    assert!(
+        (3.0..=4.0).contains(&after),
+        "link fetched {after:.3} s after the hold"
+    );
     assert_eq!(fetch.method, "GET");
 }
 
@@ -64,28 +76,37 @@ async fn c33_hint_fetches_the_link_or_retries_the_request() {
     // Stream hold with a next link: http-stream hint → link GET within 200 ms.
     let mut conn = proxy.get("/stream").await;
     conn.read_head(SLOW).await.expect("head");
-    origin.wait_path("/stream", 1, SLOW).await.expect("stream request");
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
     proxy
         .publish_items(&[json!({"channel": "a", "formats": {"http-stream": {"action": "hint"}}})])
         .await;
-    let fetch = origin.wait_path("/link", 1, Duration::from_millis(200)).await.expect("link within 200 ms");
+    let fetch = origin
+        .wait_path("/link", 1, Duration::from_millis(200))
+        .await
+        .expect("link within 200 ms");
     assert!(fetch[0].at.duration_since(start) <= Duration::from_millis(200));
-    assert_eq!(conn.read_stream(7, SLOW).await.expect("link body"), b"linked\n");
+    assert_eq!(
+        conn.read_stream(7, SLOW).await.expect("link body"),
+        b"linked\n"
+    );
 
     // Response hold: http-response hint → the original request again within 200 ms.
     let mut poll = proxy.get("/poll").await;
-    origin.wait_path("/poll", 1, SLOW).await.expect("poll request");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.wait_subscriptions(2).await;
     let start = Instant::now();
     proxy
         .publish_items(&[json!({"channel": "b", "formats": {"http-response": {"action": "hint"}}})])
         .await;
-    let retries = origin.wait_path("/poll", 2, Duration::from_millis(200)).await.expect("retry within 200 ms");
+    let retries = origin
+        .wait_path("/poll", 2, Duration::from_millis(200))
+        .await
+        .expect("retry within 200 ms");
     assert!(retries[1].at.duration_since(start) <= Duration::from_millis(200));
     let early = poll.raw_within(Duration::from_millis(200)).await;
-    assert!(early.is_empty(), "hint must not answer the client: {early:?}");
+    assert!(
+        early.is_empty(),
+        "hint must not answer the client: {early:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,14 +164,24 @@ async fn c36_gone_link_is_posted_when_the_client_disconnects() {
     conn.read_head(SLOW).await.expect("head");
     assert_eq!(conn.read_stream(3, SLOW).await.expect("initial"), b"hi\n");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(origin.requests_to("/gone/7").is_empty(), "gone link posted too early");
+    assert!(
+        origin.requests_to("/gone/7").is_empty(),
+        "gone link posted too early"
+    );
     let start = Instant::now();
     conn.close().await;
-    let gone = origin.wait_path("/gone/7", 1, Duration::from_secs(1)).await.expect("gone link within 1 s")[0].clone();
+    let gone = origin
+        .wait_path("/gone/7", 1, Duration::from_secs(1))
+        .await
+        .expect("gone link within 1 s")[0]
+        .clone();
     assert!(gone.at.duration_since(start) <= Duration::from_secs(1));
     assert_eq!(gone.method, "POST");
     assert!(gone.body.is_empty(), "{:?}", gone.body);
-    assert!(gone.header("grip-sig").is_some(), "gone link requests are signed like others");
+    assert!(
+        gone.header("grip-sig").is_some(),
+        "gone link requests are signed like others"
+    );
 }
 
 /// Gone links also apply to response holds: the client connection ending for any
@@ -164,10 +195,12 @@ async fn c36_gone_link_is_posted_when_a_long_poll_client_disconnects() {
     .await;
     let proxy = ProxyBuilder::new().origin(origin.addr).start().await;
     let conn = proxy.get("/").await;
-    origin.wait_path("/", 1, SLOW).await.expect("origin request");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.wait_subscriptions(1).await;
     conn.close().await;
-    let gone = origin.wait_path("/gone/8", 1, Duration::from_secs(1)).await.expect("gone link within 1 s");
+    let gone = origin
+        .wait_path("/gone/8", 1, Duration::from_secs(1))
+        .await
+        .expect("gone link within 1 s");
     assert_eq!(gone[0].method, "POST");
     assert!(gone[0].body.is_empty());
 }

@@ -23,8 +23,12 @@ async fn paged_origin() -> Origin {
             .header("Content-Type", "text/plain")
             .header("Grip-Link", "</second>; rel=next")
             .body("hello\n"),
-        "/second" => Reply::ok().header("Content-Type", "text/plain").body("world\n"),
-        _ => Reply::ok().header("Content-Type", "text/plain").body("plain\n"),
+        "/second" => Reply::ok()
+            .header("Content-Type", "text/plain")
+            .body("world\n"),
+        _ => Reply::ok()
+            .header("Content-Type", "text/plain")
+            .body("plain\n"),
     })
     .await
 }
@@ -56,7 +60,10 @@ async fn c19_every_origin_request_carries_a_valid_grip_sig() {
         .start()
         .await;
     exercise(proxy.listen, &[]).await;
-    let requests = origin.wait_n(4, SLOW, |_| true).await.expect("4 origin requests");
+    let requests = origin
+        .wait_n(4, SLOW, |_| true)
+        .await
+        .expect("4 origin requests");
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&["fjord-test-iss"]);
     validation.set_required_spec_claims(&["exp", "iss"]);
@@ -80,7 +87,10 @@ async fn c19_every_origin_request_carries_a_valid_grip_sig() {
         );
     }
     let targets: Vec<&str> = requests.iter().map(|r| r.target.as_str()).collect();
-    assert!(targets.contains(&"/second"), "next link fetch missing: {targets:?}");
+    assert!(
+        targets.contains(&"/second"),
+        "next link fetch missing: {targets:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +103,27 @@ async fn c20_client_grip_headers_and_accept_encoding_never_reach_the_origin() {
         ("Accept-Encoding", "gzip, br"),
     ];
     exercise(proxy.listen, &forged).await;
-    let requests = origin.wait_n(4, SLOW, |_| true).await.expect("4 origin requests");
+    let requests = origin
+        .wait_n(4, SLOW, |_| true)
+        .await
+        .expect("4 origin requests");
     for request in &requests {
-        assert_ne!(request.header("grip-sig"), Some("forged"), "{}", request.target);
-        assert!(request.header_all("grip-sig").len() <= 1, "{:?}", request.headers);
-        assert!(request.header("grip-last").is_none(), "Grip-Last reached {}", request.target);
+        assert_ne!(
+            request.header("grip-sig"),
+            Some("forged"),
+            "{}",
+            request.target
+        );
+        assert!(
+            request.header_all("grip-sig").len() <= 1,
+            "{:?}",
+            request.headers
+        );
+        assert!(
+            request.header("grip-last").is_none(),
+            "Grip-Last reached {}",
+            request.target
+        );
         assert!(
             request.header("accept-encoding").is_none(),
             "Accept-Encoding reached {}",
@@ -111,7 +137,10 @@ async fn c21_origin_requests_announce_grip_features() {
     let origin = paged_origin().await;
     let proxy = ProxyBuilder::new().origin(origin.addr).start().await;
     exercise(proxy.listen, &[("Grip-Feature", "client-made")]).await;
-    let requests = origin.wait_n(4, SLOW, |_| true).await.expect("4 origin requests");
+    let requests = origin
+        .wait_n(4, SLOW, |_| true)
+        .await
+        .expect("4 origin requests");
     for request in &requests {
         let features: Vec<String> = request
             .header_all("grip-feature")
@@ -119,14 +148,23 @@ async fn c21_origin_requests_announce_grip_features() {
             .flat_map(|v| v.split(','))
             .map(|f| f.trim().to_owned())
             .collect();
-        for wanted in ["status", "link:next", "link:gone", "filter:skip-self", "filter:build-id"] {
+        for wanted in [
+            "status",
+            "link:next",
+            "link:gone",
+            "filter:skip-self",
+            "filter:build-id",
+        ] {
             assert!(
                 features.iter().any(|f| f == wanted),
                 "{wanted} missing from {features:?} on {}",
                 request.target
             );
         }
-        assert!(!features.iter().any(|f| f == "client-made"), "client value kept: {features:?}");
+        assert!(
+            !features.iter().any(|f| f == "client-made"),
+            "client value kept: {features:?}"
+        );
     }
 }
 
@@ -168,14 +206,25 @@ async fn c22_trusted_upstream_gets_grip_headers_verbatim() {
     assert_eq!(response.head.header("grip-timeout"), Some("30"));
     assert_eq!(response.body, b"{}");
     let seen: Recorded = origin.wait(SLOW, |_| true).await.expect("origin request");
-    assert_eq!(seen.header("grip-sig"), Some(token.as_str()), "upstream signature replaced");
-    assert_eq!(seen.header("grip-last"), Some("a; last-id=1"), "trusted Grip-* stripped");
+    assert_eq!(
+        seen.header("grip-sig"),
+        Some(token.as_str()),
+        "upstream signature replaced"
+    );
+    assert_eq!(
+        seen.header("grip-last"),
+        Some("a; last-id=1"),
+        "trusted Grip-* stripped"
+    );
 
     // Without a valid signature the same response is a hold (sanity check).
     let mut conn = proxy.connect().await;
     conn.get("/", &[("Grip-Sig", "forged")]).await;
     let early = conn.raw_within(Duration::from_millis(700)).await;
-    assert!(early.is_empty(), "untrusted request was not held: {early:?}");
+    assert!(
+        early.is_empty(),
+        "untrusted request was not held: {early:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,16 +27,25 @@ async fn c37_publish_endpoint_paths_methods_errors_and_json_answer() {
     let (_origin, proxy) = setup().await;
     let mut conn = open_stream(&proxy).await;
 
-    let no_slash = proxy.control_request("POST", "/publish", &[], ONE_ITEM.as_bytes()).await;
+    let no_slash = proxy
+        .control_request("POST", "/publish", &[], ONE_ITEM.as_bytes())
+        .await;
     assert_eq!(no_slash.head.status, 200);
     assert_eq!(no_slash.text(), "Published\n");
-    assert_eq!(conn.read_stream(1, Duration::from_secs(1)).await.expect("item"), b"z");
+    assert_eq!(
+        conn.read_stream(1, Duration::from_secs(1))
+            .await
+            .expect("item"),
+        b"z"
+    );
 
     let get = proxy.control_request("GET", "/publish", &[], b"").await;
     assert_eq!(get.head.status, 405);
     assert_eq!(get.head.header("allow"), Some("POST"));
 
-    let not_json = proxy.control_request("POST", "/publish/", &[], b"not json").await;
+    let not_json = proxy
+        .control_request("POST", "/publish/", &[], b"not json")
+        .await;
     assert_eq!(not_json.head.status, 400);
     assert_eq!(not_json.text(), "Body is not valid JSON.\n");
 
@@ -45,12 +54,22 @@ async fn c37_publish_endpoint_paths_methods_errors_and_json_answer() {
     assert!(empty.text().contains("items"), "{:?}", empty.text());
 
     let json = proxy
-        .control_request("POST", "/publish/", &[("Accept", "application/json")], ONE_ITEM.as_bytes())
+        .control_request(
+            "POST",
+            "/publish/",
+            &[("Accept", "application/json")],
+            ONE_ITEM.as_bytes(),
+        )
         .await;
     assert_eq!(json.head.status, 200);
     assert_eq!(json.head.header("content-type"), Some("application/json"));
     assert_eq!(json.text(), "{\"message\":\"Published\"}\n");
-    assert_eq!(conn.read_stream(1, Duration::from_secs(1)).await.expect("item"), b"z");
+    assert_eq!(
+        conn.read_stream(1, Duration::from_secs(1))
+            .await
+            .expect("item"),
+        b"z"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +80,10 @@ async fn c38_one_invalid_item_rejects_the_whole_publish() {
     let response = proxy.publish(body).await;
     assert_eq!(response.head.status, 400, "{}", response.text());
     let extra = conn.raw_within(Duration::from_secs(1)).await;
-    assert!(extra.is_empty(), "valid item of a rejected publish delivered: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "valid item of a rejected publish delivered: {extra:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,11 +91,21 @@ async fn c39_authorization_header_is_ignored() {
     let (_origin, proxy) = setup().await;
     let mut conn = open_stream(&proxy).await;
     let response = proxy
-        .control_request("POST", "/publish/", &[("Authorization", "Bearer anything")], ONE_ITEM.as_bytes())
+        .control_request(
+            "POST",
+            "/publish/",
+            &[("Authorization", "Bearer anything")],
+            ONE_ITEM.as_bytes(),
+        )
         .await;
     assert_eq!(response.head.status, 200);
     assert_eq!(response.text(), "Published\n");
-    assert_eq!(conn.read_stream(1, Duration::from_secs(1)).await.expect("item"), b"z");
+    assert_eq!(
+        conn.read_stream(1, Duration::from_secs(1))
+            .await
+            .expect("item"),
+        b"z"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

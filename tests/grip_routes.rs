@@ -27,7 +27,11 @@ async fn c49_routes_select_by_path_and_reload_without_restart() {
     assert_eq!(o1.requests()[0].target, "/api/x");
 
     let swapped = format!("*,path_beg=/api {}\n* {}\n", o0.addr, o1.addr);
-    assert_eq!(swapped.len(), routes.len(), "same size: the reload must not rely on it");
+    assert_eq!(
+        swapped.len(),
+        routes.len(),
+        "same size: the reload must not rely on it"
+    );
     let start = Instant::now();
     proxy.write_routes(&swapped);
     let reloaded = support::wait_for_async(Duration::from_millis(2500), || async {
@@ -37,6 +41,9 @@ async fn c49_routes_select_by_path_and_reload_without_restart() {
     })
     .await
     .expect("swapped routes in force");
-    assert!(reloaded <= Duration::from_secs(2), "reload took {reloaded:?}");
+    assert!(
+        reloaded <= Duration::from_secs(2),
+        "reload took {reloaded:?}"
+    );
     assert!(proxy.is_running(), "the proxy kept running");
 }

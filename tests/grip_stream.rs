@@ -21,7 +21,10 @@ async fn open_stream(proxy: &Proxy, initial: &[u8]) -> (HttpConn, support::Head)
     let head = conn.read_head(SLOW).await.expect("response head");
     assert_eq!(head.status, 200, "{head:?}");
     assert!(head.is_chunked(), "stream hold must be chunked: {head:?}");
-    let body = conn.read_stream(initial.len(), SLOW).await.expect("initial body");
+    let body = conn
+        .read_stream(initial.len(), SLOW)
+        .await
+        .expect("initial body");
     assert_eq!(body, initial);
     (conn, head)
 }
@@ -48,7 +51,10 @@ async fn c01_stream_hold_sends_initial_body_chunked_and_stays_open() {
     let extra = conn.raw_within(Duration::from_secs(5)).await;
     assert!(extra.is_empty(), "unexpected bytes {extra:?}");
     proxy.publish_items(&[stream_item("a", "still-open")]).await;
-    let data = conn.read_stream(10, Duration::from_secs(1)).await.expect("publish after 5 s");
+    let data = conn
+        .read_stream(10, Duration::from_secs(1))
+        .await
+        .expect("publish after 5 s");
     assert_eq!(data, b"still-open");
 }
 
@@ -60,7 +66,10 @@ async fn c01_http10_client_gets_close_delimited_stream() {
     conn.send_version("GET", "/", "HTTP/1.0", &[], b"").await;
     let head = conn.read_head(SLOW).await.expect("head");
     assert_eq!(head.status, 200);
-    assert!(!head.is_chunked(), "HTTP/1.0 must not get chunked: {head:?}");
+    assert!(
+        !head.is_chunked(),
+        "HTTP/1.0 must not get chunked: {head:?}"
+    );
     assert!(!head.has("content-length"), "{head:?}");
     let initial = conn.raw_within(Duration::from_millis(500)).await;
     assert_eq!(initial, b"hello\n");
@@ -68,9 +77,14 @@ async fn c01_http10_client_gets_close_delimited_stream() {
     let data = conn.raw_within(Duration::from_millis(300)).await;
     assert_eq!(data, b"x");
     proxy
-        .publish_items(&[serde_json::json!({"channel": "a", "formats": {"http-stream": {"action": "close"}}})])
+        .publish_items(&[
+            serde_json::json!({"channel": "a", "formats": {"http-stream": {"action": "close"}}}),
+        ])
         .await;
-    assert!(conn.closed_within(Duration::from_secs(1)).await, "close must end the body by closing");
+    assert!(
+        conn.closed_within(Duration::from_secs(1)).await,
+        "close must end the body by closing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,9 +107,14 @@ async fn c03_content_bin_is_base64_decoded() {
     let (_origin, proxy) = setup(Reply::stream("a", "hello\n")).await;
     let (mut conn, _) = open_stream(&proxy, b"hello\n").await;
     proxy
-        .publish_ok(r#"{"items":[{"channel":"a","formats":{"http-stream":{"content-bin":"AAEC"}}}]}"#)
+        .publish_ok(
+            r#"{"items":[{"channel":"a","formats":{"http-stream":{"content-bin":"AAEC"}}}]}"#,
+        )
         .await;
-    let data = conn.read_stream(3, Duration::from_secs(1)).await.expect("3 bytes");
+    let data = conn
+        .read_stream(3, Duration::from_secs(1))
+        .await
+        .expect("3 bytes");
     assert_eq!(data, [0u8, 1, 2]);
 }
 
@@ -125,10 +144,16 @@ async fn c05_channel_list_and_repeated_headers_both_subscribe() {
         let head = conn.read_head(SLOW).await.expect("head");
         assert_eq!(head.status, 200);
         proxy.publish_items(&[stream_item("a", "A")]).await;
-        let data = conn.read_stream(1, Duration::from_secs(1)).await.expect("item on a");
+        let data = conn
+            .read_stream(1, Duration::from_secs(1))
+            .await
+            .expect("item on a");
         assert_eq!(data, b"A", "{path}");
         proxy.publish_items(&[stream_item("b", "B")]).await;
-        let data = conn.read_stream(1, Duration::from_secs(1)).await.expect("item on b");
+        let data = conn
+            .read_stream(1, Duration::from_secs(1))
+            .await
+            .expect("item on b");
         assert_eq!(data, b"B", "{path}");
         conn.close().await;
     }
@@ -140,11 +165,19 @@ async fn c06_close_action_ends_the_response_within_100ms() {
     let (mut conn, _) = open_stream(&proxy, b"hello\n").await;
     let start = Instant::now();
     proxy
-        .publish_items(&[serde_json::json!({"channel": "a", "formats": {"http-stream": {"action": "close"}}})])
+        .publish_items(&[
+            serde_json::json!({"channel": "a", "formats": {"http-stream": {"action": "close"}}}),
+        ])
         .await;
     let left = Duration::from_millis(100).saturating_sub(start.elapsed());
-    let last = conn.read_chunk(left).await.expect("terminating chunk within 100 ms");
-    assert!(last.is_empty(), "expected the zero-length chunk, got {last:?}");
+    let last = conn
+        .read_chunk(left)
+        .await
+        .expect("terminating chunk within 100 ms");
+    assert!(
+        last.is_empty(),
+        "expected the zero-length chunk, got {last:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,12 +187,19 @@ async fn c07_item_without_formats_wrapper_is_delivered() {
     proxy
         .publish_ok(r#"{"items":[{"channel":"a","http-stream":{"content":"y"}}]}"#)
         .await;
-    let data = conn.read_stream(1, Duration::from_secs(1)).await.expect("y");
+    let data = conn
+        .read_stream(1, Duration::from_secs(1))
+        .await
+        .expect("y");
     assert_eq!(data, b"y");
 }
 
 /// Reads chunks for `window`, returning each with its arrival time since `start`.
-async fn chunks_for(conn: &mut HttpConn, start: Instant, window: Duration) -> Vec<(Duration, Vec<u8>)> {
+async fn chunks_for(
+    conn: &mut HttpConn,
+    start: Instant,
+    window: Duration,
+) -> Vec<(Duration, Vec<u8>)> {
     let end = Instant::now() + window;
     let mut out = Vec::new();
     loop {
@@ -191,10 +231,17 @@ async fn c08_cstring_keep_alive_fires_every_two_seconds() {
             at.as_secs_f64()
         })
         .collect();
-    assert!(times.len() >= 3, "expected 3 keep-alives in 6.5 s, got {times:?}");
+    assert!(
+        times.len() >= 3,
+        "expected 3 keep-alives in 6.5 s, got {times:?}"
+    );
     for (k, at) in times.iter().take(3).enumerate() {
         let window = (2.0 * (k as f64 + 1.0)) - 1.0..=(2.0 * (k as f64 + 1.0)) + 0.2;
-        assert!(window.contains(at), "keep-alive #{} at {at:.3} s, outside {window:?}", k + 1);
+        assert!(
+            window.contains(at),
+            "keep-alive #{} at {at:.3} s, outside {window:?}",
+            k + 1
+        );
     }
 }
 
@@ -230,7 +277,10 @@ async fn c09_idle_keep_alive_is_reset_by_traffic_interval_is_not() {
     let chunks = chunks_for(&mut conn, start, Duration::from_secs(6)).await;
     publisher.await.expect("publisher");
     let keep_alives: Vec<_> = chunks.iter().filter(|(_, d)| d.contains(&b'\n')).collect();
-    assert!(keep_alives.is_empty(), "idle keep-alive fired during traffic: {chunks:?}");
+    assert!(
+        keep_alives.is_empty(),
+        "idle keep-alive fired during traffic: {chunks:?}"
+    );
     assert!(chunks.len() >= 10, "publishes missing: {chunks:?}");
     conn.close().await;
 
@@ -250,7 +300,10 @@ async fn c09_idle_keep_alive_is_reset_by_traffic_interval_is_not() {
     let mut previous = 0.0;
     for at in &times {
         let gap = at - previous;
-        assert!((1.0..=2.3).contains(&gap), "keep-alive gap {gap:.3} s in {times:?}");
+        assert!(
+            (1.0..=2.3).contains(&gap),
+            "keep-alive gap {gap:.3} s in {times:?}"
+        );
         previous = *at;
     }
 }
@@ -261,7 +314,10 @@ async fn c10_base64_keep_alive_sends_decoded_bytes() {
     let (_origin, proxy) = setup(reply).await;
     let mut conn = proxy.get("/").await;
     conn.read_head(SLOW).await.expect("head");
-    let data = conn.read_stream(3, Duration::from_millis(2500)).await.expect("keep-alive");
+    let data = conn
+        .read_stream(3, Duration::from_millis(2500))
+        .await
+        .expect("keep-alive");
     assert_eq!(data, b":\r\n");
 }
 

@@ -70,14 +70,15 @@ pub async fn handle(
         .unwrap_or_default();
     let untrusted_target = targets.first().is_some_and(|t| t.untrusted);
     let mut request = (*base).clone();
+    let mut first_hold = true;
+    let mut gone = GoneGuard::default();
     loop {
         let response = match ctx.origin.send(targets, &request).await {
             Ok(response) => response,
             Err(e) => return bad_gateway(&ctx, &route, &e.to_string()),
         };
         ctx.metrics.origin_requests.with_label_values(&["ok"]).inc();
-        if trusted || route.no_grip || untrusted_target || !is_grip_response(response.headers())
-        {
+        if trusted || route.no_grip || untrusted_target || !is_grip_response(response.headers()) {
             return passthrough(response);
         }
         let (rparts, rbody) = response.into_parts();
@@ -100,6 +101,9 @@ pub async fn handle(
                 if origin_body.len() > instruction::MAX_RESPONSE_HOLD_BODY {
                     return bad_gateway(&ctx, &route, "response hold body too large");
                 }
+                if let Some(uri) = &instruction.gone_link {
+                    gone.arm(&ctx, &route, &base, uri);
+                }
                 let end = response::hold(
                     &ctx,
                     &route,
@@ -107,20 +111,70 @@ pub async fn handle(
                     &instruction,
                     hold.timeout(),
                     &origin_body,
+                    first_hold,
                 )
                 .await;
+                first_hold = false;
                 match end {
                     ResponseHoldEnd::Respond(response) => return response,
                     ResponseHoldEnd::Retry(last) => request = base.with_grip_last(&last),
                 }
             }
             Some(Hold::Stream(_)) => {
-                return stream_response(&ctx, &route, implicit, &base, &instruction, origin_body)
+                // The stream's body posts its own gone link when it ends.
+                gone.disarm();
+                return stream_response(&ctx, &route, implicit, &base, &instruction, origin_body);
             }
             None if instruction.next_link.is_some() => {
-                return stream_response(&ctx, &route, implicit, &base, &instruction, origin_body)
+                gone.disarm();
+                return stream_response(&ctx, &route, implicit, &base, &instruction, origin_body);
             }
             None => return plain_response(&instruction, origin_body),
+        }
+    }
+}
+
+/// The gone link of a response hold (§6.5), posted when the exchange ends however it
+/// ends: answered by a publish, timed out, failed, or dropped because the client went
+/// away. A recovery retry keeps it armed (the client is still there); it is disarmed
+/// when the exchange turns into a stream, whose body then owns its gone link.
+#[derive(Default)]
+struct GoneGuard {
+    armed: Option<ArmedGone>,
+}
+
+struct ArmedGone {
+    ctx: Arc<ProxyContext>,
+    route: Arc<Route>,
+    request: Arc<OriginRequest>,
+    uri: String,
+}
+
+impl GoneGuard {
+    fn arm(
+        &mut self,
+        ctx: &Arc<ProxyContext>,
+        route: &Arc<Route>,
+        request: &Arc<OriginRequest>,
+        uri: &str,
+    ) {
+        self.armed = Some(ArmedGone {
+            ctx: Arc::clone(ctx),
+            route: Arc::clone(route),
+            request: Arc::clone(request),
+            uri: uri.to_owned(),
+        });
+    }
+
+    fn disarm(&mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        if let Some(gone) = self.armed.take() {
+            stream::post_gone_link(&gone.ctx, &gone.route, &gone.request, &gone.uri);
         }
     }
 }
@@ -145,7 +199,11 @@ fn passthrough(response: Response<Incoming>) -> Response<ProxyBody> {
     for name in ["connection", "keep-alive", "transfer-encoding"] {
         parts.headers.remove(name);
     }
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as body::BodyError).boxed_unsync())
+    Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as body::BodyError)
+            .boxed_unsync(),
+    )
 }
 
 fn initial_body(instruction: &Instruction, origin_body: Bytes) -> Bytes {

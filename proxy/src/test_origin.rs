@@ -60,7 +60,8 @@ pub async fn handle(
     match &instruction.hold {
         Some(Hold::Response(hold)) => {
             let body = Bytes::from_static(b"timeout\n");
-            match response::hold(&ctx, &route, &[], &instruction, hold.timeout(), &body).await {
+            match response::hold(&ctx, &route, &[], &instruction, hold.timeout(), &body, true).await
+            {
                 ResponseHoldEnd::Respond(response) => response,
                 ResponseHoldEnd::Retry(_) => {
                     response::timeout_response(&instruction.response.status, &headers, body)

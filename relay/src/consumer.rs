@@ -3,8 +3,8 @@
 //!
 //! At least once: `enable.auto.offset.store=false`, and a batch's offsets are stored only
 //! after [`Outputs::publish`] returned, i.e. every output took its items. Stored offsets
-//! are committed asynchronously every `commit_interval` and synchronously when partitions
-//! are revoked, so a rebalance loses nothing and a relay killed with SIGKILL re-sends at
+//! are committed every `commit_interval` off the consume loop, and before partitions are
+//! revoked, so a rebalance loses nothing and a relay killed with SIGKILL re-sends at
 //! most what was handed off but not yet committed. Rebalance callbacks run inside
 //! `recv()`, between batches, so a revocation never races a half-published batch; a batch
 //! received partly before a revocation is published anyway and its offsets fail to store
@@ -14,7 +14,7 @@
 //! probe keeps `/readyz` honest about whether the cluster answers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -77,30 +77,35 @@ pub fn group_consumer_config(
     Ok(config)
 }
 
-/// Callbacks of the group consumer: rebalances, commits, errors, statistics.
+/// Callbacks of the group consumer: rebalances, errors, statistics, logs.
 pub struct RelayContext {
     metrics: RelayMetrics,
     health: Arc<Health>,
-    commit_started: Mutex<Option<Instant>>,
 }
 
 impl RelayContext {
     pub fn new(metrics: RelayMetrics, health: Arc<Health>) -> Self {
-        RelayContext {
-            metrics,
-            health,
-            commit_started: Mutex::new(None),
-        }
+        RelayContext { metrics, health }
     }
+}
 
-    fn mark_commit_start(&self) {
-        if let Ok(mut started) = self.commit_started.lock() {
-            started.get_or_insert_with(Instant::now);
+/// Commits the stored offsets and waits for the broker's answer, recording latency and
+/// result. Blocks: call it from a blocking thread or a rebalance callback.
+pub fn commit_stored<C: Consumer<RelayContext>>(consumer: &C, metrics: &RelayMetrics) {
+    let started = Instant::now();
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {
+            metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.commits.with_label_values(&["ok"]).inc();
         }
-    }
-
-    fn take_commit_start(&self) -> Option<Instant> {
-        self.commit_started.lock().ok().and_then(|mut s| s.take())
+        // Nothing stored since the last commit.
+        Err(error) if is_no_offset(&error) => {}
+        Err(error) => {
+            metrics.commits.with_label_values(&["error"]).inc();
+            tracing::warn!(%error, "offset commit failed; retrying at the next interval");
+        }
     }
 }
 
@@ -162,12 +167,7 @@ impl ConsumerContext for RelayContext {
                 self.metrics.rebalances.with_label_values(&["revoke"]).inc();
                 // Everything handed off is stored; commit it before another member
                 // takes the partitions over.
-                self.mark_commit_start();
-                if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    if !is_no_offset(&error) {
-                        tracing::warn!(%error, "commit on revocation failed");
-                    }
-                }
+                commit_stored(consumer, &self.metrics);
                 for element in partitions.elements() {
                     let _ = self
                         .metrics
@@ -183,25 +183,6 @@ impl ConsumerContext for RelayContext {
             Rebalance::Error(error) => {
                 self.metrics.rebalances.with_label_values(&["error"]).inc();
                 tracing::warn!(%error, "rebalance error");
-            }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let started = self.take_commit_start();
-        match result {
-            Ok(()) => {
-                if let Some(started) = started {
-                    self.metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                self.metrics.commits.with_label_values(&["ok"]).inc();
-            }
-            Err(error) if is_no_offset(&error) => {}
-            Err(error) => {
-                self.metrics.commits.with_label_values(&["error"]).inc();
-                tracing::warn!(%error, "offset commit failed; retrying at the next interval");
             }
         }
     }
@@ -349,9 +330,13 @@ impl ConsumeLoop {
     }
 }
 
-/// Commits stored offsets every `interval` until `stop`, then once more synchronously.
+/// Commits stored offsets every `interval` until `stop`. Each commit waits for the
+/// broker's answer on a blocking thread, off the consume loop, so latency and failures are
+/// measured (librdkafka reports nothing back for `rd_kafka_commit` in async mode without
+/// a commit callback queue); a slow commit delays the next one instead of piling up.
 pub async fn commit_periodically(
     consumer: Arc<GroupConsumer>,
+    metrics: RelayMetrics,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -362,19 +347,16 @@ pub async fn commit_periodically(
             _ = stop.changed() => break,
             _ = ticker.tick() => {}
         }
-        consumer.context().mark_commit_start();
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Async) {
-            let _ = consumer.context().take_commit_start();
-            if !is_no_offset(&error) {
-                tracing::debug!(%error, "offset commit not started");
-            }
-        }
+        let committer = consumer.clone();
+        let metrics = metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || commit_stored(&*committer, &metrics)).await;
     }
 }
 
 /// Probes the cluster every `interval` for `/readyz` and `fjord_relay_kafka_up`.
 pub async fn probe_periodically(
     consumer: Arc<GroupConsumer>,
+    topic: Option<String>,
     health: Arc<Health>,
     metrics: RelayMetrics,
     interval: Duration,
@@ -383,10 +365,12 @@ pub async fn probe_periodically(
     let timeout = interval.max(Duration::from_secs(2));
     loop {
         let probe = consumer.clone();
-        let answered =
-            tokio::task::spawn_blocking(move || probe.fetch_metadata(None, timeout).is_ok())
-                .await
-                .unwrap_or(false);
+        let topic = topic.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            probe.fetch_metadata(topic.as_deref(), timeout).is_ok()
+        })
+        .await
+        .unwrap_or(false);
         if answered != health.kafka_up() {
             if answered {
                 tracing::info!("Kafka cluster reachable");
@@ -400,5 +384,57 @@ pub async fn probe_periodically(
             _ = stop.changed() => break,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kafka_settings_pass_through_with_at_least_once_defaults() {
+        let config = group_consumer_config(&kafka(&[
+            ("bootstrap.servers", "b:9092"),
+            ("group.id", "g"),
+            ("security.protocol", "SASL_SSL"),
+            ("enable.auto.commit", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("enable.auto.commit"), Some("true"));
+        let defaults = group_consumer_config(&kafka(&[
+            ("bootstrap.servers", "b:9092"),
+            ("group.id", "g"),
+        ]))
+        .unwrap();
+        assert_eq!(defaults.get("enable.auto.commit"), Some("false"));
+    }
+
+    #[test]
+    fn settings_that_break_delivery_are_refused() {
+        assert!(matches!(
+            group_consumer_config(&kafka(&[("group.id", "g")])),
+            Err(KafkaConfigError::Missing("bootstrap.servers"))
+        ));
+        assert!(matches!(
+            group_consumer_config(&kafka(&[("bootstrap.servers", "b")])),
+            Err(KafkaConfigError::Missing("group.id"))
+        ));
+        assert!(matches!(
+            group_consumer_config(&kafka(&[
+                ("bootstrap.servers", "b"),
+                ("group.id", "g"),
+                ("enable.auto.offset.store", "true"),
+            ])),
+            Err(KafkaConfigError::AutoOffsetStore)
+        ));
     }
 }

@@ -408,6 +408,15 @@ impl Mapper {
         topics
     }
 
+    /// A topic whose metadata answers "is the cluster reachable" cheaply: the first exact
+    /// topic, or `None` (all topics) when every rule is a pattern.
+    pub fn probe_topic(&self) -> Option<String> {
+        self.rules.iter().find_map(|r| match &r.topics {
+            TopicMatcher::Exact(name) => Some(name.clone()),
+            TopicMatcher::Pattern { .. } => None,
+        })
+    }
+
     pub fn map(&self, record: &KafkaRecord) -> RecordMapping {
         let view = RecordView::new(record);
         let mut mapping = RecordMapping::default();

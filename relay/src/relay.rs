@@ -3,15 +3,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::RelayConfig;
 use crate::consumer::{
-    commit_periodically, group_consumer_config, probe_periodically, ConsumeLoop, GroupConsumer,
-    KafkaConfigError, RelayContext,
+    commit_periodically, commit_stored, group_consumer_config, probe_periodically, ConsumeLoop,
+    GroupConsumer, KafkaConfigError, RelayContext,
 };
 use crate::control::{serve, ControlState};
 use crate::health::Health;
@@ -21,6 +22,9 @@ use crate::output::http::HttpTargetError;
 use crate::output::zmtp::{Endpoint, EndpointError};
 use crate::output::{HttpOutput, Outputs, PushOutput, XpubOutput};
 use crate::replay::replay_consumer_config;
+
+/// How long [`RunningRelay::shutdown`] waits for the batch in hand.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,12 @@ impl Relay {
         let metrics = RelayMetrics::new()?;
         let health = Arc::new(Health::default());
         let consumer_config = group_consumer_config(&config.kafka)?;
+        let context = RelayContext::new(metrics.clone(), health.clone());
+        let consumer: Arc<GroupConsumer> = Arc::new(
+            consumer_config
+                .create_with_context(context)
+                .map_err(KafkaConfigError::Client)?,
+        );
 
         let xpub = match &config.publish {
             None => None,
@@ -132,20 +142,16 @@ impl Relay {
             }
         };
 
-        let context = RelayContext::new(metrics.clone(), health.clone());
-        let consumer: Arc<GroupConsumer> = Arc::new(
-            consumer_config
-                .create_with_context(context)
-                .map_err(KafkaConfigError::Client)?,
-        );
         let (stop, stopped) = watch::channel(false);
         tasks.push(tokio::spawn(commit_periodically(
             consumer.clone(),
+            metrics.clone(),
             config.commit_interval,
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(probe_periodically(
             consumer.clone(),
+            mapper.probe_topic(),
             health.clone(),
             metrics.clone(),
             config.probe_interval,
@@ -201,19 +207,13 @@ async fn consume(
         consumer: consumer.clone(),
         mapper,
         outputs,
-        metrics,
+        metrics: metrics.clone(),
         max_batch: config.max_batch_records.max(1),
     }
     .run(stopped)
     .await;
     health.set_consuming(false);
-    let committer = consumer.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Err(error) = committer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "final commit");
-        }
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || commit_stored(&*consumer, &metrics)).await;
 }
 
 /// A started relay. Dropping it stops every task without a final commit, like a crash
@@ -258,10 +258,19 @@ impl RunningRelay {
     }
 
     /// Stops consuming after the batch in hand, commits what was handed off, and stops.
+    /// An output that cannot take the batch (a PUSH or HTTP target that is down) gets
+    /// [`SHUTDOWN_GRACE`]; after that the relay stops without the final commit, which
+    /// re-sends that batch on the next start.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(main) = self.main.take() {
-            let _ = main.await;
+        if let Some(mut main) = self.main.take() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut main)
+                .await
+                .is_err()
+            {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "relay did not stop in time; aborting");
+                main.abort();
+            }
         }
         for task in self.tasks.drain(..) {
             task.abort();
@@ -282,5 +291,64 @@ impl Drop for RunningRelay {
         for task in self.tasks.drain(..) {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StreamConfig;
+
+    fn config() -> RelayConfig {
+        let mut config = RelayConfig {
+            streams: vec![StreamConfig::new("orders", "{topic}")],
+            publish: Some("tcp://127.0.0.1:0".into()),
+            control: Some("127.0.0.1:0".parse().unwrap()),
+            ..RelayConfig::default()
+        };
+        config
+            .kafka
+            .insert("bootstrap.servers".into(), "127.0.0.1:1".into());
+        config.kafka.insert("group.id".into(), "g".into());
+        config
+    }
+
+    #[tokio::test]
+    async fn start_refuses_unusable_configs() {
+        let mut no_streams = config();
+        no_streams.streams.clear();
+        assert!(matches!(
+            Relay::start(no_streams).await,
+            Err(RelayError::NoStreams)
+        ));
+        let mut no_outputs = config();
+        no_outputs.publish = None;
+        assert!(matches!(
+            Relay::start(no_outputs).await,
+            Err(RelayError::NoOutputs)
+        ));
+        let mut bad_endpoint = config();
+        bad_endpoint.push = vec!["inproc://x".into()];
+        assert!(matches!(
+            Relay::start(bad_endpoint).await,
+            Err(RelayError::Endpoint(_))
+        ));
+        let mut bad_rule = config();
+        bad_rule.streams[0].channels = vec!["{nope}".into()];
+        assert!(matches!(
+            Relay::start(bad_rule).await,
+            Err(RelayError::Rule(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_started_relay_binds_and_is_alive_but_not_ready_without_kafka() {
+        let relay = Relay::start(config()).await.unwrap();
+        assert!(relay.control_addr().is_some_and(|a| a.port() != 0));
+        assert!(relay
+            .publish_endpoint()
+            .is_some_and(|e| e.starts_with("tcp://127.0.0.1:") && !e.ends_with(":0")));
+        assert!(!relay.is_ready());
+        relay.shutdown().await;
     }
 }

@@ -7,7 +7,10 @@
 //! Whether an offset is still retained is decided up front by comparing it with the
 //! partition's log start (low watermark), not by waiting for an out-of-range error: some
 //! brokers answer a fetch below the log start with the retained records instead. A lost
-//! range becomes an explicit gap line before the items.
+//! range becomes an explicit gap line before the items. (The test broker, tansu, also
+//! resets a partition's watermarks to (0, 0) once every record in it expired, where Kafka
+//! keeps the high watermark; a position beyond the high watermark then reads nothing and
+//! reports no gap, since nothing distinguishes it from a topic that was recreated.)
 //!
 //! Output: newline-delimited JSON, written as it is read:
 //! `{"gap":{"topic":…,"partition":…,"from":…,"to":…}}` lines (missing offsets, both

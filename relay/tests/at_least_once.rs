@@ -103,36 +103,51 @@ async fn a_rebalance_between_two_relays_loses_nothing() {
     config.sink = Some(collected.sink());
     config.max_batch_records = 100;
     let first = Relay::start(config.clone()).await.unwrap();
-
-    let started = Instant::now();
-    let mut produced = Vec::new();
-    produced.extend(broker.produce("orders", &records(0..2500)).await.unwrap());
-    collected.wait_for(500, Duration::from_secs(60)).await;
-    let second = Relay::start(config).await.unwrap();
-    produced.extend(
-        broker
-            .produce("orders", &records(2500..5000))
-            .await
-            .unwrap(),
-    );
-
-    wait_positions(&collected, produced.len(), Duration::from_secs(120)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let duplicates = check_exactly_once_after_dedup(&collected, &produced, "orders");
-    let rebalances = |relay: &fjord_relay::RunningRelay| {
+    let assigns = |relay: &fjord_relay::RunningRelay| {
         relay
             .metrics()
             .rebalances
             .with_label_values(&["assign"])
             .get()
     };
+
+    // Produce in rounds of 100 while the second relay joins, and keep producing until
+    // the group has rebalanced, so the rebalance falls in the middle of the stream.
+    let started = Instant::now();
+    let mut produced = Vec::new();
+    let mut second = None;
+    for round in 0..200 {
+        produced.extend(
+            broker
+                .produce("orders", &records(round * 100..(round + 1) * 100))
+                .await
+                .unwrap(),
+        );
+        if round == 5 {
+            second = Some(Relay::start(config.clone()).await.unwrap());
+        }
+        let rebalanced = second.as_ref().is_some_and(|s| assigns(s) >= 1) && assigns(&first) >= 2;
+        if round >= 49 && rebalanced {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = second.unwrap();
     assert!(
-        rebalances(&first) >= 2,
-        "the first relay saw no rebalance after the second joined"
+        assigns(&first) >= 2,
+        "the first relay never saw the rebalance"
     );
-    assert!(rebalances(&second) >= 1);
+    assert!(
+        assigns(&second) >= 1,
+        "the second relay never got partitions"
+    );
+
+    wait_positions(&collected, produced.len(), Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let duplicates = check_exactly_once_after_dedup(&collected, &produced, "orders");
     println!(
-        "rebalance: 5000 records in {:?}, {duplicates} duplicates",
+        "rebalance: {} records in {:?}, {duplicates} duplicates",
+        produced.len(),
         started.elapsed()
     );
     first.shutdown().await;
@@ -173,4 +188,70 @@ async fn a_broker_outage_is_survived_and_readiness_follows_it() {
     let duplicates = check_exactly_once_after_dedup(&collected, &produced, "orders");
     println!("outage: {duplicates} duplicates");
     relay.shutdown().await;
+}
+
+/// The full-size version: 50,000 records, two relays, a rebalance in the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_records_through_a_rebalance() {
+    let broker = start_broker().await;
+    broker.create_topic("orders", 4).await.unwrap();
+    let (by_first, by_second) = (Collected::default(), Collected::default());
+    let mut config = relay_config(
+        &broker,
+        "fifty",
+        vec![StreamConfig::new("orders", "orders.{key}")],
+    );
+    config.publish = None;
+    config.sink = Some(by_first.sink());
+    let started = Instant::now();
+    let first = Relay::start(config.clone()).await.unwrap();
+    config.sink = Some(by_second.sink());
+    let mut produced = Vec::new();
+    let mut second = None;
+    for round in 0..10 {
+        produced.extend(
+            broker
+                .produce("orders", &records(round * 5000..(round + 1) * 5000))
+                .await
+                .unwrap(),
+        );
+        if round == 2 {
+            second = Some(Relay::start(config.clone()).await.unwrap());
+        }
+        if round == 4 {
+            // The rest of the stream is produced after the group rebalanced.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while second
+                .as_ref()
+                .is_some_and(|s| s.metrics().rebalances.with_label_values(&["assign"]).get() == 0)
+            {
+                assert!(Instant::now() < deadline, "the second relay never joined");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let produce_time = started.elapsed();
+    let all = Collected::default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        *all.0.lock().unwrap() = [by_first.items(), by_second.items()].concat();
+        let distinct: BTreeSet<_> = all.items().iter().map(position).collect();
+        if distinct.len() >= produced.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {} records", distinct.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let duplicates = check_exactly_once_after_dedup(&all, &produced, "orders");
+    let second = second.unwrap();
+    // Both relays delivered part of the stream: the rebalance fell in its middle.
+    assert!(by_first.len() > 0 && by_second.len() > 0);
+    println!(
+        "fifty: produced in {produce_time:?}, all delivered after {:?}, {duplicates} duplicates, {} / {} items per relay",
+        started.elapsed(),
+        by_first.len(),
+        by_second.len(),
+    );
+    first.shutdown().await;
+    second.shutdown().await;
 }

@@ -140,6 +140,9 @@ async fn bad_records_are_skipped_and_counted_and_later_records_still_arrive() {
         vec![StreamConfig::new("orders", "orders.{json./id}")],
     );
     config.max_value_bytes = 100;
+    config
+        .kafka
+        .insert("statistics.interval.ms".into(), "200".into());
     let relay = Relay::start(config).await.unwrap();
     let control = relay.control_addr().unwrap();
     let mut sub = subscriber(&relay, &["orders.1", "orders.2", "orders.3"]).await;
@@ -184,7 +187,61 @@ async fn bad_records_are_skipped_and_counted_and_later_records_still_arrive() {
         6.0
     );
     assert_eq!(metric(&metrics, "fjord_relay_xpub_peers"), 1.0);
+    // Lag (from librdkafka's statistics) drops to zero once everything is handed off,
+    // and stored offsets get committed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = http_get(control, "/metrics").await;
+        let lag = metrics
+            .lines()
+            .find(|l| l.starts_with("fjord_relay_consumer_lag{") && l.contains("topic=\"orders\""));
+        let committed = metric(&metrics, "fjord_relay_commits_total{result=\"ok\"}");
+        let timed = metric(&metrics, "fjord_relay_commit_seconds_count");
+        if lag.is_some_and(|l| l.ends_with(" 0")) && committed >= 1.0 && timed >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lag/commit metrics never settled: {lag:?}, {committed} commits, {timed} timed\n{}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("commit"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(http_get(control, "/healthz").await.0, 200);
     assert_eq!(http_get(control, "/readyz").await.0, 200);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_rule_consumes_every_matching_topic() {
+    let broker = start_broker().await;
+    for topic in ["orders.eu", "orders.us", "ordersxus"] {
+        broker.create_topic(topic, 1).await.unwrap();
+    }
+    let mut rule = StreamConfig::new("unused", "{topic}.{key}");
+    rule.topic = fjord_relay::TopicSelector::Pattern("orders\\.[a-z]+".into());
+    let collected = Collected::default();
+    let mut config = relay_config(&broker, "pattern", vec![rule]);
+    config.publish = None;
+    config.sink = Some(collected.sink());
+    config
+        .kafka
+        .insert("topic.metadata.refresh.interval.ms".into(), "1000".into());
+    let relay = Relay::start(config).await.unwrap();
+    for topic in ["orders.eu", "orders.us", "ordersxus"] {
+        broker
+            .produce(topic, &[TestRecord::keyed("k", "v")])
+            .await
+            .unwrap();
+    }
+    collected.wait_for(2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut channels: Vec<_> = collected.items().into_iter().map(|i| i.channel).collect();
+    channels.sort();
+    assert_eq!(channels, ["orders.eu.k", "orders.us.k"]);
     relay.shutdown().await;
 }

@@ -92,7 +92,13 @@ impl HttpConn {
     }
 
     /// Sends an HTTP/1.1 request with `Host: fjord.test` unless `headers` names a host.
-    pub async fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) {
         self.send_version(method, target, "HTTP/1.1", headers, body)
             .await;
     }
@@ -248,13 +254,20 @@ impl HttpConn {
     }
 
     /// Reads chunks until `len` decoded bytes arrived.
-    pub async fn read_stream(&mut self, len: usize, timeout: Duration) -> Result<Vec<u8>, (ReadError, Vec<u8>)> {
+    pub async fn read_stream(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, (ReadError, Vec<u8>)> {
         self.read_chunks_until(timeout, |d| d.len() >= len).await
     }
 
     /// Reads decoded chunk data until the terminating chunk; error if it does not
     /// come in time.
-    pub async fn read_to_last_chunk(&mut self, timeout: Duration) -> Result<Vec<u8>, (ReadError, Vec<u8>)> {
+    pub async fn read_to_last_chunk(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, (ReadError, Vec<u8>)> {
         let deadline = Instant::now() + timeout;
         let mut data = Vec::new();
         loop {

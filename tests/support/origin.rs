@@ -189,14 +189,23 @@ impl Origin {
     }
 
     /// Waits for the first request satisfying `matches`.
-    pub async fn wait(&self, timeout: Duration, matches: impl Fn(&Recorded) -> bool) -> Option<Recorded> {
+    pub async fn wait(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&Recorded) -> bool,
+    ) -> Option<Recorded> {
         self.wait_n(1, timeout, matches)
             .await
             .and_then(|found| found.into_iter().next())
     }
 
     /// Waits for `n` requests to `path`.
-    pub async fn wait_path(&self, path: &str, n: usize, timeout: Duration) -> Option<Vec<Recorded>> {
+    pub async fn wait_path(
+        &self,
+        path: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Option<Vec<Recorded>> {
         self.wait_n(n, timeout, |r| r.path() == path).await
     }
 }
@@ -277,7 +286,11 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
             body,
             at,
         };
-        state.requests.lock().expect("requests").push(recorded.clone());
+        state
+            .requests
+            .lock()
+            .expect("requests")
+            .push(recorded.clone());
         let reply = (state.handler)(&recorded);
         if stream.write_all(&reply.encode()).await.is_err() {
             return;

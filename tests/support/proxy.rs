@@ -139,9 +139,10 @@ impl ProxyBuilder {
             routes_path,
             _dir: dir,
         };
-        let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .expect("join");
+        let ready =
+            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .expect("join");
         let Ok((listen, control)) = ready else {
             let status = proxy.child.try_wait();
             panic!(
@@ -244,6 +245,35 @@ impl Proxy {
             .expect("control API answered")
     }
 
+    /// A gauge or counter from the control port's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let response = self.control_request("GET", "/metrics", &[], b"").await;
+        response
+            .text()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .next()
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until the hub counts at least `count` subscriptions (channel per held
+    /// connection): a response hold sends nothing, so this is how a test knows it is
+    /// in place before publishing.
+    pub async fn wait_subscriptions(&self, count: usize) {
+        let reached = super::wait_for_async(super::SLOW, || async move {
+            (self.metric("fjord_proxy_subscriptions").await >= count as f64).then_some(())
+        })
+        .await;
+        assert!(reached.is_some(), "{count} subscriptions never appeared");
+    }
+
     /// Rewrites the routes file the proxy watches.
     pub fn write_routes(&self, content: &str) {
         std::fs::write(&self.routes_path, content).expect("rewrite routes file");
@@ -264,7 +294,10 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- proxy log ----\n{}\n-------------------", self.log_text());
+            eprintln!(
+                "---- proxy log ----\n{}\n-------------------",
+                self.log_text()
+            );
         }
     }
 }

@@ -32,6 +32,11 @@ pub enum ResponseHoldEnd {
 }
 
 /// Holds the client until an item, the timeout, or a recovery.
+///
+/// `first_hold` is true for the first hold of a client request only: the
+/// first-subscription refresh (§3.7.5) happens once per request. A retried request
+/// re-subscribes channels that, being held by nobody else, look new again; refreshing
+/// those too would re-send the request every second until something is published.
 pub async fn hold(
     ctx: &Arc<ProxyContext>,
     route: &Route,
@@ -39,6 +44,7 @@ pub async fn hold(
     instruction: &Instruction,
     hold_timeout: Duration,
     origin_body: &Bytes,
+    first_hold: bool,
 ) -> ResponseHoldEnd {
     let _gauge = ConnectionGauge::new(&ctx.metrics, "response");
     let subscriber = Subscriber::new(Arc::from(route.id.as_str()), HELD_QUEUE_CAPACITY);
@@ -61,7 +67,7 @@ pub async fn hold(
         instruction::ResponseBody::Replaced(bytes) => bytes.clone(),
     };
     let mut timeout = pin!(tokio::time::sleep(hold_timeout));
-    let refresh_after = if first && ctx.settings.update_on_first_subscription {
+    let refresh_after = if first_hold && first && ctx.settings.update_on_first_subscription {
         Duration::from_secs(1)
     } else {
         // Far enough in the future never to fire, near enough not to overflow.
@@ -214,10 +220,9 @@ mod tests {
 
     #[test]
     fn body_patch_keeps_the_trailing_newline() {
-        let patch: json_patch::Patch = serde_json::from_str(
-            r#"[{"op":"replace","path":"/n","value":2}]"#,
-        )
-        .expect("valid patch");
+        let patch: json_patch::Patch =
+            serde_json::from_str(r#"[{"op":"replace","path":"/n","value":2}]"#)
+                .expect("valid patch");
         let out = apply_body_patch(&Bytes::from_static(b"{\"n\":1}\n"), &patch);
         assert_eq!(out.as_deref(), Some(&b"{\"n\":2}\n"[..]));
     }

@@ -158,15 +158,23 @@ impl HeldStream {
                         first
                     }
                 };
-                let Some(held) = self.held.as_ref() else { return };
+                let Some(held) = self.held.as_ref() else {
+                    return;
+                };
                 if held.has_prev_ids() && self.link.is_none() {
                     // §3.7.3: prev-id without a next link cannot recover; end the stream.
                     self.done = true;
                 } else if held.behind_at_hold_time() {
                     let last = held.grip_last();
                     self.start_fetch(last);
-                } else if first && ctx.settings.update_on_first_subscription && self.link.is_some()
+                } else if initial
+                    && first
+                    && ctx.settings.update_on_first_subscription
+                    && self.link.is_some()
                 {
+                    // §3.7.5: once, for the hold's first instructions. A next link's
+                    // instructions re-subscribe the same channels, which would look like
+                    // a first subscription again and refresh every second forever.
                     self.first_refresh = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
                 }
             }
@@ -206,7 +214,10 @@ impl HeldStream {
         let path_and_query = path_of(&target);
         self.link_base = path_and_query.clone();
         state.traffic.clear();
-        state.refresh.as_mut().reset(Instant::now() + state.link.timeout);
+        state
+            .refresh
+            .as_mut()
+            .reset(Instant::now() + state.link.timeout);
         let ctx = Arc::clone(&self.origin.ctx);
         let request = self
             .origin
@@ -214,7 +225,9 @@ impl HeldStream {
             .link_fetch(&path_and_query, &self.origin.route, &ctx.sig)
             .with_grip_last(&grip_last);
         let route = Arc::clone(&self.origin.route);
-        self.fetch = Some(Box::pin(async move { fetch_link(&ctx, &route, request).await }));
+        self.fetch = Some(Box::pin(
+            async move { fetch_link(&ctx, &route, request).await },
+        ));
     }
 
     fn on_link_reply(&mut self, reply: LinkReply) {
@@ -243,7 +256,9 @@ impl HeldStream {
     }
 
     fn on_item(&mut self, delivery: Arc<crate::hub::Delivery>) {
-        let Some(held) = self.held.as_mut() else { return };
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
         match held.judge_stream(&delivery) {
             Verdict::Accept(StreamContent::Data(bytes)) => {
                 self.origin
@@ -308,7 +323,11 @@ impl HeldStream {
             if let Some(retry) = self.retry.as_mut() {
                 if retry.as_mut().poll(cx).is_ready() {
                     self.retry = None;
-                    let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                    let last = self
+                        .held
+                        .as_ref()
+                        .map(HeldChannels::grip_last)
+                        .unwrap_or_default();
                     self.start_fetch(last);
                     return true;
                 }
@@ -316,7 +335,11 @@ impl HeldStream {
             if let Some(first) = self.first_refresh.as_mut() {
                 if first.as_mut().poll(cx).is_ready() {
                     self.first_refresh = None;
-                    let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                    let last = self
+                        .held
+                        .as_ref()
+                        .map(HeldChannels::grip_last)
+                        .unwrap_or_default();
                     self.start_fetch(last);
                     return true;
                 }
@@ -326,9 +349,15 @@ impl HeldStream {
                 if link.refresh.as_mut().poll(cx).is_ready() {
                     let all_busy = channel_count > 0 && link.traffic.len() >= channel_count;
                     link.traffic.clear();
-                    link.refresh.as_mut().reset(Instant::now() + link.link.timeout);
+                    link.refresh
+                        .as_mut()
+                        .reset(Instant::now() + link.link.timeout);
                     if !all_busy {
-                        let last = self.held.as_ref().map(HeldChannels::grip_last).unwrap_or_default();
+                        let last = self
+                            .held
+                            .as_ref()
+                            .map(HeldChannels::grip_last)
+                            .unwrap_or_default();
                         self.start_fetch(last);
                     }
                     return true;
@@ -397,28 +426,37 @@ impl Body for HeldStream {
 impl Drop for HeldStream {
     fn drop(&mut self) {
         // §6.5: tell the origin the client is gone; best effort, no retry.
-        let Some(gone) = self.gone_link.take() else {
-            return;
-        };
-        let Ok(target) = resolve_link(&self.origin.request.path_and_query, &gone) else {
-            return;
-        };
-        let Route {
-            target: crate::route::RouteTarget::Origin(targets),
-            ..
-        } = self.origin.route.as_ref()
-        else {
-            return;
-        };
-        let mut request = self.origin.request.link_fetch(
-            &path_of(&target),
-            &self.origin.route,
-            &self.origin.ctx.sig,
-        );
-        request.method = http::Method::POST;
-        if tokio::runtime::Handle::try_current().is_ok() {
-            self.origin.ctx.origin.post_and_forget(targets.clone(), request);
+        if let Some(gone) = self.gone_link.take() {
+            post_gone_link(
+                &self.origin.ctx,
+                &self.origin.route,
+                &self.origin.request,
+                &gone,
+            );
         }
+    }
+}
+
+/// POSTs a gone link (§6.5), resolved against the client request's URL: empty body,
+/// signed like every origin request, best effort and never retried. Used by held
+/// streams and by response holds alike.
+pub(crate) fn post_gone_link(
+    ctx: &ProxyContext,
+    route: &Route,
+    request: &OriginRequest,
+    gone: &str,
+) {
+    let Ok(target) = resolve_link(&request.path_and_query, gone) else {
+        return;
+    };
+    let crate::route::RouteTarget::Origin(targets) = &route.target else {
+        return;
+    };
+    let mut post = request.link_fetch(&path_of(&target), route, &ctx.sig);
+    post.method = http::Method::POST;
+    // Dropped outside a runtime only at process exit, where §6.5 promises nothing.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        ctx.origin.post_and_forget(targets.clone(), post);
     }
 }
 

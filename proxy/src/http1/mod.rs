@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::{self, ProxyBody};
@@ -88,7 +88,25 @@ pub async fn serve_connection<H, F>(
         let keep_alive = request.keep_alive;
         let head_only = request.inner.method() == http::Method::HEAD;
         let http10 = request.inner.version() == http::Version::HTTP_10;
-        let response = handle(request.inner, peer).await;
+        // While the handler runs (a long-poll may wait a minute), keep reading: a
+        // client that hangs up must end its hold and fire its gone link (§6.5).
+        let handler = handle(request.inner, peer);
+        tokio::pin!(handler);
+        let mut probe = [0u8; 64];
+        let response = loop {
+            tokio::select! {
+                response = &mut handler => break response,
+                read = stream.read(&mut probe) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if carry.len() + n > MAX_HEAD {
+                            return;
+                        }
+                        carry.extend_from_slice(&probe[..n]);
+                    }
+                },
+            }
+        };
         let outcome = write_response(
             &mut stream,
             response,

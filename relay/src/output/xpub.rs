@@ -17,8 +17,9 @@
 //!   started later, or one whose reconnect backoff is longer) misses the records its
 //!   channels got in between;
 //! - a proxy whose connection drops while the relay runs misses its channels' records
-//!   until it has reconnected and resubscribed;
-//! in both cases the relay cannot tell (it never knew or no longer knows that proxy).
+//!   until it has reconnected and resubscribed.
+//!
+//! In both cases the relay cannot tell (it never knew or no longer knows that proxy).
 //! Their clients recover through the resume path: a proxy that (re)connects to a relay can
 //! replay its channels from the positions it last delivered (`GET /replay`, design
 //! "Resume" 2); clients that reconnect do so with their own `Last-Event-ID`.
@@ -447,4 +448,133 @@ async fn read_loop(
         }
     }
     shared.remove_peer(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_protocol::item::{Formats, HttpStreamFormat, StreamAction};
+    use fjord_protocol::zmq::{decode_sub_message, encode_subscription_frame};
+
+    async fn bind() -> XpubOutput {
+        let endpoint = Endpoint::parse("tcp://127.0.0.1:0").unwrap();
+        XpubOutput::bind(
+            &endpoint,
+            Duration::from_secs(5),
+            RelayMetrics::new().unwrap(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn sub(xpub: &XpubOutput) -> zmtp::Connection {
+        let endpoint = Endpoint::parse(xpub.endpoint()).unwrap();
+        let (read, write) = zmtp::connect(&endpoint).await.unwrap();
+        zmtp::handshake(read, write, SocketType::Sub, 1 << 20)
+            .await
+            .unwrap()
+    }
+
+    async fn send_subscription(connection: &mut zmtp::Connection, event: SubscriptionEvent) {
+        let frame = encode_subscription_frame(&event);
+        connection.writer.push_message(&[frame]);
+        connection.writer.flush_buffer().await.unwrap();
+    }
+
+    async fn until(condition: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if condition() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("condition never held");
+    }
+
+    fn item(channel: &str) -> PublishItem {
+        PublishItem::new(
+            channel,
+            Formats {
+                http_stream: Some(HttpStreamFormat {
+                    action: StreamAction::Send(Bytes::from_static(b"x")),
+                    content_filters: Vec::new(),
+                }),
+                ..Formats::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_counted_prefixes_per_peer() {
+        let xpub = bind().await;
+        let mut peer = sub(&xpub).await;
+        send_subscription(&mut peer, SubscriptionEvent::Subscribe(b"orders.".to_vec())).await;
+        send_subscription(&mut peer, SubscriptionEvent::Subscribe(b"orders.".to_vec())).await;
+        until(|| xpub.is_subscribed("orders.1")).await;
+        assert!(!xpub.is_subscribed("drivers.1"));
+        xpub.publish(&[item("drivers.1"), item("orders.1")]).await;
+        let Some(Incoming::Message(frames)) = peer.reader.next().await.unwrap() else {
+            panic!("expected a message");
+        };
+        assert_eq!(decode_sub_message(&frames).unwrap(), item("orders.1"));
+        // Two subscribes need two unsubscribes.
+        send_subscription(
+            &mut peer,
+            SubscriptionEvent::Unsubscribe(b"orders.".to_vec()),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(xpub.is_subscribed("orders.1"));
+        send_subscription(
+            &mut peer,
+            SubscriptionEvent::Unsubscribe(b"orders.".to_vec()),
+        )
+        .await;
+        until(|| !xpub.is_subscribed("orders.1")).await;
+        drop(peer);
+        until(|| xpub.peer_count() == 0).await;
+    }
+
+    #[tokio::test]
+    async fn settling_waits_for_late_peers_but_not_forever() {
+        let settle = SettleConfig {
+            min: Duration::from_millis(100),
+            quiet: Duration::from_millis(150),
+            max: Duration::from_secs(2),
+        };
+        let xpub = bind().await;
+        let started = Instant::now();
+        xpub.wait_settled(settle).await;
+        let alone = started.elapsed();
+        assert!(
+            alone >= settle.min && alone < settle.min + settle.quiet + Duration::from_millis(200)
+        );
+
+        let xpub = Arc::new(bind().await);
+        let started = Instant::now();
+        let late = {
+            let xpub = xpub.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let mut peer = sub(&xpub).await;
+                send_subscription(&mut peer, SubscriptionEvent::Subscribe(b"a".to_vec())).await;
+                peer
+            })
+        };
+        let peer = late.await.unwrap();
+        xpub.wait_settled(settle).await;
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert!(xpub.is_subscribed("a"));
+
+        let busy = SettleConfig {
+            min: Duration::ZERO,
+            quiet: Duration::from_secs(60),
+            max: Duration::from_millis(300),
+        };
+        let xpub = bind().await;
+        let started = Instant::now();
+        xpub.wait_settled(busy).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(peer);
+    }
 }

@@ -23,10 +23,16 @@ pub async fn start_broker() -> KafkaBroker {
 
 /// A relay config for `broker`: ephemeral ports, short settle and commit intervals.
 pub fn relay_config(broker: &KafkaBroker, group: &str, streams: Vec<StreamConfig>) -> RelayConfig {
+    relay_config_for(broker.bootstrap(), group, streams)
+}
+
+/// [`relay_config`] for a broker known only by its address (a child process).
+pub fn relay_config_for(bootstrap: String, group: &str, streams: Vec<StreamConfig>) -> RelayConfig {
     let mut kafka = BTreeMap::new();
-    kafka.insert("bootstrap.servers".to_owned(), broker.bootstrap());
+    kafka.insert("bootstrap.servers".to_owned(), bootstrap);
     kafka.insert("group.id".to_owned(), group.to_owned());
     kafka.insert("session.timeout.ms".to_owned(), "6000".to_owned());
+    kafka.insert("heartbeat.interval.ms".to_owned(), "500".to_owned());
     kafka.insert("auto.offset.reset".to_owned(), "earliest".to_owned());
     RelayConfig {
         kafka,
