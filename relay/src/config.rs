@@ -146,6 +146,15 @@ impl ItemSink {
     pub fn new(f: impl Fn(PublishItem) + Send + Sync + 'static) -> Self {
         ItemSink(Arc::new(f))
     }
+
+    /// A sink feeding a channel; items sent after the receiver is gone are dropped.
+    pub fn channel() -> (ItemSink, tokio::sync::mpsc::UnboundedReceiver<PublishItem>) {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let sink = ItemSink::new(move |item| {
+            let _ = sender.send(item);
+        });
+        (sink, receiver)
+    }
 }
 
 impl fmt::Debug for ItemSink {

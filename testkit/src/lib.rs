@@ -10,7 +10,9 @@
 //! - topics are not auto-created; call [`KafkaBroker::create_topic`] first;
 //! - ListGroups/DescribeGroups drop the connection, so nothing here depends on them;
 //! - its `memory://` engine returns wrong data after a seek, so only `sqlite://` is used;
-//! - consumers should use a small `session.timeout.ms` (see [`KafkaBroker::consumer_config`]).
+//! - consumers should use a small `session.timeout.ms` (see [`KafkaBroker::consumer_config`]);
+//! - with `enable.auto.commit=true`, a consumer group that rebalances mid-stream was seen
+//!   to stall on transport failures here; commit explicitly (the relay does).
 
 mod broker;
 mod ports;
