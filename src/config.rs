@@ -86,18 +86,49 @@ pub struct AuthSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySection {
+    /// XPUB endpoint proxies connect SUB sockets to ("" turns it off).
     pub publish: Option<String>,
+    /// Pushpin-style PULL endpoints to PUSH items to.
+    #[serde(default)]
+    pub push: Vec<String>,
+    /// Pushpin-style control APIs to `POST /publish/` batches to.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Replay, `/metrics`, `/healthz`, `/readyz`.
     pub control: Option<SocketAddr>,
     #[serde(default)]
     pub stream: Vec<StreamSection>,
 }
 
+/// One `[[relay.stream]]`: which records become which channel messages.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSection {
-    pub topic: String,
+    /// Name the replay endpoint knows the rule by.
+    pub name: Option<String>,
+    /// Exact topic name.
+    pub topic: Option<String>,
+    /// Or a regular expression matching whole topic names.
+    pub topic_pattern: Option<String>,
+    /// Channel template over {topic} {partition} {key} {header.NAME} {json./pointer}.
     pub channel: Option<String>,
+    /// Several channel templates: one item per template.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// SSE event name template.
     pub event: Option<String>,
+    /// Data as a JSON object of chosen fields: output name = JSON pointer.
+    pub fields: Option<BTreeMap<String, String>>,
+    /// Only records whose header or JSON field equals a value.
+    pub filter: Option<FilterSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    pub header: Option<String>,
+    pub json: Option<String>,
+    pub equals: toml::Value,
 }
 
 mod defaults {

@@ -3,6 +3,8 @@
 mod config;
 mod proxy_cmd;
 mod publish_cmd;
+mod relay_cmd;
+mod run_cmd;
 mod token_cmd;
 
 use std::process::ExitCode;
@@ -28,7 +30,9 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    Run(run_cmd::RunArgs),
     Proxy(proxy_cmd::ProxyArgs),
+    Relay(relay_cmd::RelayArgs),
     Token(token_cmd::TokenArgs),
     Publish(publish_cmd::PublishArgs),
 }
@@ -49,7 +53,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
+        Command::Run(args) => run_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Relay(args) => relay_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Publish(args) => publish_cmd::run(args),
     };

@@ -80,21 +80,43 @@ fn build(
     config: &FjordConfig,
     base_dir: Option<&Path>,
 ) -> anyhow::Result<ProxyConfig> {
+    let mut proxy = build_from_file(config, base_dir)?;
+    if let Some(listen) = args.listen {
+        proxy.listen = listen;
+    }
+    if let Some(control) = args.control {
+        proxy.control = control;
+    }
+    if let Some(routes) = &args.routes {
+        proxy.routes_file = Some(routes.clone());
+    }
+    if let Some(pull) = &args.zmq_pull {
+        proxy.zmq.pull = (!pull.is_empty()).then(|| pull.clone());
+    }
+    if let Some(sub) = &args.zmq_sub {
+        proxy.zmq.sub = (!sub.is_empty()).then(|| sub.clone());
+    }
+    Ok(proxy)
+}
+
+/// The proxy's settings from the file alone (`fjord run` has no proxy flags).
+pub fn build_from_file(
+    config: &FjordConfig,
+    base_dir: Option<&Path>,
+) -> anyhow::Result<ProxyConfig> {
     let section = &config.proxy;
     let mut routes = Vec::new();
     for (index, route) in section.route.iter().enumerate() {
-        let origin = route.origin.as_deref().ok_or_else(|| {
-            anyhow!("[[proxy.route]] #{}: `origin` is required", index + 1)
-        })?;
+        let origin = route
+            .origin
+            .as_deref()
+            .ok_or_else(|| anyhow!("[[proxy.route]] #{}: `origin` is required", index + 1))?;
         routes.push(
             Route::from_origin_url(route.path.as_deref(), origin)
                 .map_err(|e| anyhow!("[[proxy.route]] #{}: {e}", index + 1))?,
         );
     }
-    let routes_file = args
-        .routes
-        .clone()
-        .or_else(|| section.routes_file.as_ref().map(|p| resolve(base_dir, p)));
+    let routes_file = section.routes_file.as_ref().map(|p| resolve(base_dir, p));
     let sig_key_spec = section.sig_key.as_deref().unwrap_or(DEFAULT_SIG_KEY);
     let sig_key = signing_key_from_spec(sig_key_spec, base_dir)
         .map_err(|e| anyhow!("[proxy] sig_key: {e}"))?;
@@ -104,18 +126,15 @@ fn build(
         .map(|spec| verifying_key_from_spec(spec, base_dir))
         .transpose()
         .map_err(|e| anyhow!("[proxy] upstream_key: {e}"))?;
-    let endpoint = |flag: &Option<String>, configured: &str| {
-        let value = flag.clone().unwrap_or_else(|| configured.to_owned());
-        (!value.is_empty()).then_some(value)
-    };
+    let endpoint = |value: &str| (!value.is_empty()).then(|| value.to_owned());
     Ok(ProxyConfig {
-        listen: args.listen.unwrap_or(section.listen),
-        control: args.control.unwrap_or(section.control),
+        listen: section.listen,
+        control: section.control,
         routes,
         routes_file,
         zmq: ZmqSettings {
-            pull: endpoint(&args.zmq_pull, &section.zmq_pull),
-            sub: endpoint(&args.zmq_sub, &section.zmq_sub),
+            pull: endpoint(&section.zmq_pull),
+            sub: endpoint(&section.zmq_sub),
             relays: section.relays.clone(),
         },
         hold: HoldSettings {

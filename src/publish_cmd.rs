@@ -68,7 +68,9 @@ fn build_item(args: &PublishArgs) -> anyhow::Result<PublishItem> {
         if let Some(id) = &args.id {
             event = event.with_id(id);
         }
-        event.to_bytes().map_err(|e| anyhow!("cannot encode the event: {e}"))?
+        event
+            .to_bytes()
+            .map_err(|e| anyhow!("cannot encode the event: {e}"))?
     };
     let formats = Formats {
         http_stream: Some(HttpStreamFormat {

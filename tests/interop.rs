@@ -135,7 +135,11 @@ async fn read_until(stream: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     let found = timeout(WAIT, async {
         loop {
             let n = stream.read(&mut buf).await.expect("read");
-            assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&seen));
+            assert!(
+                n > 0,
+                "connection closed early: {}",
+                String::from_utf8_lossy(&seen)
+            );
             seen.extend_from_slice(&buf[..n]);
             if seen.windows(needle.len()).any(|w| w == needle) {
                 return;
@@ -191,7 +195,11 @@ async fn gripcontrol_http_response_publish_completes_a_long_poll() {
     let control = format!("http://127.0.0.1:{}", proxy.control);
     run_python(&["http-response", &control, "lp", "long-poll body"]).await;
     let response = read_until(&mut client, b"long-poll body").await;
-    assert!(response.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
 }
 
 #[tokio::test]
@@ -254,25 +262,34 @@ async fn serve_grip_origin_behind_the_proxy_streams_to_an_eventsource_client() {
         &[],
         &[
             ("PORT", origin_port.to_string()),
-            ("CONTROL_URI", format!("http://127.0.0.1:{}/", proxy.control)),
+            (
+                "CONTROL_URI",
+                format!("http://127.0.0.1:{}/", proxy.control),
+            ),
             ("SIG_KEY", "changeme".to_owned()),
         ],
     )
     .await;
     let mut origin_out = BufReader::new(origin.stdout.take().expect("stdout")).lines();
-    let line = timeout(WAIT, origin_out.next_line()).await.expect("origin started");
+    let line = timeout(WAIT, origin_out.next_line())
+        .await
+        .expect("origin started");
     assert_eq!(line.expect("read").as_deref(), Some("listening"));
 
     let url = format!("http://127.0.0.1:{}/events/orders", proxy.http);
     let mut client = start_node(&peers, "sse_client.mjs", &[&url, "2"], &[]).await;
     let mut events = BufReader::new(client.stdout.take().expect("stdout")).lines();
-    let line = timeout(WAIT, events.next_line()).await.expect("client connected");
+    let line = timeout(WAIT, events.next_line())
+        .await
+        .expect("client connected");
     assert_eq!(line.expect("read").as_deref(), Some("ready"));
 
     for data in ["placed", "cooking"] {
         let mut trigger = hold(proxy.http, &format!("/publish/orders?data={data}")).await;
         read_until(&mut trigger, b"published").await;
-        let line = timeout(WAIT, events.next_line()).await.expect("event in time");
+        let line = timeout(WAIT, events.next_line())
+            .await
+            .expect("event in time");
         assert_eq!(line.expect("read"), Some(format!("m {data}")));
     }
 }

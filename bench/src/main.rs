@@ -8,6 +8,7 @@
 mod child;
 mod fleet;
 mod histogram;
+mod loadavg;
 mod origin;
 mod payload;
 mod procstat;

@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::fleet::{self, Fleet, FleetPlan, Merged};
+use crate::loadavg;
 use crate::procstat;
 use crate::publisher::{self, Plan, PublishReport, PublisherKind};
 use crate::systems::{self, Running, SystemKind};
@@ -246,6 +247,7 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
     let c = &a.common;
     let channels = a.channels.unwrap_or(a.conns).max(1);
     let publisher_kind = c.publisher.unwrap_or(c.system.default_publisher());
+    let load = loadavg::Sampler::start();
     let running = systems::start(c.system).await?;
     let target = running.target(publisher_kind)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -307,6 +309,7 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
         "verify": verify,
         "publisher": publisher_kind,
         "settings": settings_json(&s.running),
+        "loadavg_1m": load.finish(),
     });
     s.fleet.stop().await;
     Ok(out)
@@ -326,6 +329,7 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         Shape::ChannelEach => subs,
     };
     let publisher_kind = c.publisher.unwrap_or(c.system.default_publisher());
+    let load = loadavg::Sampler::start();
     let running = systems::start(c.system).await?;
     let target = running.target(publisher_kind)?;
     let mut s = connect(c, running, subs, channels, prefix).await?;
@@ -395,6 +399,7 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         "processes": after.processes,
         "server_alive_at_end": alive,
         "settings": settings_json(&s.running),
+        "loadavg_1m": load.finish(),
     });
     s.fleet.stop().await;
     Ok(out)

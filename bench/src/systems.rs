@@ -40,6 +40,8 @@ pub enum SystemKind {
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(String, String)>,
     /// Where subscribers connect.
     pub client: SocketAddr,
     /// Subscribe URL path is `{sub_prefix}{channel}`.
@@ -190,6 +192,7 @@ fn prepare_pushpin(dir: &Path, origin: SocketAddr) -> Result<Launch> {
     Ok(Launch {
         program: "pushpin".into(),
         args: vec!["--config".into(), conf_path.display().to_string()],
+        env: Vec::new(),
         client,
         sub_prefix: "/".into(),
         grip_http: Some(loopback(5561 + offset)),
@@ -263,6 +266,7 @@ fn prepare_nchan(dir: &Path) -> Result<Launch> {
             "-g".into(),
             "daemon off; master_process on;".into(),
         ],
+        env: Vec::new(),
         client,
         sub_prefix: "/sub/".into(),
         grip_http: None,
@@ -275,13 +279,15 @@ fn prepare_nchan(dir: &Path) -> Result<Launch> {
     })
 }
 
-/// Fjord's proxy, expected as
-/// `fjord proxy --listen 127.0.0.1:P --control 127.0.0.1:C --routes FILE`
-/// with a Pushpin-syntax routes file (`* 127.0.0.1:<origin>`), so `/<channel>`
-/// becomes an SSE stream on `<channel>` through `fjord-bench origin`, and the
-/// Pushpin-format HTTP publish API (`POST /publish/`) on the control address.
-/// The binary is `$FJORD_BIN`, else `fjord` next to `fjord-bench`
-/// (`target/release/fjord`).
+/// Fjord's proxy, started as
+/// `fjord proxy --listen 127.0.0.1:P --control 127.0.0.1:C --routes FILE
+/// --zmq-pull tcp://127.0.0.1:Z --zmq-sub ""` with a Pushpin-syntax routes
+/// file (`* 127.0.0.1:<origin>`), so `/<channel>` becomes an SSE stream on
+/// `<channel>` through `fjord-bench origin`; the Pushpin-format HTTP publish
+/// API (`POST /publish/`) is on the control address and the ZeroMQ PULL input
+/// on a private port (the SUB input is disabled). No configuration file: every
+/// other setting keeps its default. The binary is `$FJORD_BIN`, else `fjord`
+/// next to `fjord-bench` (`target/release/fjord`).
 fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
     let sibling = std::env::current_exe()?.with_file_name("fjord");
     let bin = std::env::var_os("FJORD_BIN")
@@ -291,22 +297,42 @@ fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
     let usable = match &help {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
-            ["--listen", "--control", "--routes"]
-                .iter()
-                .all(|flag| text.contains(flag))
+            [
+                "--listen",
+                "--control",
+                "--routes",
+                "--zmq-pull",
+                "--zmq-sub",
+            ]
+            .iter()
+            .all(|flag| text.contains(flag))
         }
         _ => false,
     };
     if !usable {
         bail!(
-            "fjord proxy not available yet ({} proxy --help must offer --listen, --control and --routes)",
+            "fjord proxy not usable ({} proxy --help must offer --listen, --control, --routes, --zmq-pull and --zmq-sub)",
             bin.display()
         );
     }
     let client = loopback(free_port()?);
     let control = loopback(free_port()?);
+    let pull = loopback(free_port()?);
     let routes = dir.join("routes");
     fs::write(&routes, format!("* {origin}\n"))?;
+    // Warnings only unless asked otherwise (FJORD_BENCH_FJORD_LOG=debug, …);
+    // like Pushpin's log_level=1, nothing is logged per request.
+    let log = std::env::var("FJORD_BENCH_FJORD_LOG").unwrap_or_else(|_| "warn".into());
+    let settings = [
+        ("routes", format!("* {origin}")),
+        ("zmq_pull", format!("tcp://{pull}")),
+        ("zmq_sub", "disabled".into()),
+        ("RUST_LOG", log.clone()),
+        (
+            "config",
+            "none (defaults; tokio runtime with 1 worker per core)".into(),
+        ),
+    ];
     Ok(Launch {
         program: bin,
         args: vec![
@@ -317,13 +343,21 @@ fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
             control.to_string(),
             "--routes".into(),
             routes.display().to_string(),
+            "--zmq-pull".into(),
+            format!("tcp://{pull}"),
+            "--zmq-sub".into(),
+            String::new(),
         ],
+        env: vec![("RUST_LOG".into(), log)],
         client,
         sub_prefix: "/".into(),
         grip_http: Some(control),
-        grip_zmq: None,
+        grip_zmq: Some(pull),
         nchan_pub: None,
-        settings: vec![("routes".into(), format!("* {origin}"))],
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
     })
 }
 
@@ -424,7 +458,9 @@ pub async fn start(kind: SystemKind) -> Result<Running> {
     };
     let launch = kind.prepare(dir.path(), origin.as_ref().map(|o| o.0))?;
     let mut cmd = Command::new(&launch.program);
-    cmd.args(&launch.args).current_dir(dir.path());
+    cmd.args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(dir.path());
     let server = GroupChild::spawn(
         &format!("{kind:?}"),
         &mut cmd,

@@ -164,8 +164,18 @@ mod tests {
         let sub = meta(&[("user", "u1")]);
         let f = [Filter::SkipSelf];
         let none = &|_: &str| false;
-        assert!(!passes_message_filters(&f, &meta(&[("sender", "u1")]), &sub, none));
-        assert!(passes_message_filters(&f, &meta(&[("sender", "u2")]), &sub, none));
+        assert!(!passes_message_filters(
+            &f,
+            &meta(&[("sender", "u1")]),
+            &sub,
+            none
+        ));
+        assert!(passes_message_filters(
+            &f,
+            &meta(&[("sender", "u2")]),
+            &sub,
+            none
+        ));
     }
 
     #[test]
@@ -173,16 +183,33 @@ mod tests {
         let sub = meta(&[("user", "u2")]);
         let f = [Filter::SkipUsers];
         let none = &|_: &str| false;
-        assert!(!passes_message_filters(&f, &meta(&[("skip_users", "u1,u2")]), &sub, none));
-        assert!(passes_message_filters(&f, &meta(&[("skip_users", "u3")]), &sub, none));
+        assert!(!passes_message_filters(
+            &f,
+            &meta(&[("skip_users", "u1,u2")]),
+            &sub,
+            none
+        ));
+        assert!(passes_message_filters(
+            &f,
+            &meta(&[("skip_users", "u3")]),
+            &sub,
+            none
+        ));
     }
 
     #[test]
     fn require_sub_needs_the_named_channel() {
         let f = [Filter::RequireSub];
         let item = meta(&[("require_sub", "b")]);
-        assert!(!passes_message_filters(&f, &item, &meta(&[]), &|c: &str| c == "a"));
-        assert!(passes_message_filters(&f, &item, &meta(&[]), &|c: &str| c == "a" || c == "b"));
+        assert!(!passes_message_filters(
+            &f,
+            &item,
+            &meta(&[]),
+            &|c: &str| c == "a"
+        ));
+        assert!(passes_message_filters(&f, &item, &meta(&[]), &|c: &str| c
+            == "a"
+            || c == "b"));
     }
 
     #[test]
@@ -221,8 +248,14 @@ mod tests {
     #[test]
     fn declared_content_filters_must_match_exactly() {
         assert!(content_filters_match(&[], &[Filter::BuildId]));
-        assert!(content_filters_match(&["build-id".into()], &[Filter::BuildId, Filter::SkipSelf]));
+        assert!(content_filters_match(
+            &["build-id".into()],
+            &[Filter::BuildId, Filter::SkipSelf]
+        ));
         assert!(!content_filters_match(&["build-id".into()], &[]));
-        assert!(!content_filters_match(&["var-subst".into()], &[Filter::BuildId]));
+        assert!(!content_filters_match(
+            &["var-subst".into()],
+            &[Filter::BuildId]
+        ));
     }
 }

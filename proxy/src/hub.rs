@@ -308,7 +308,10 @@ impl Hub {
                 self.metrics.channels.dec();
                 let _ = self.events.send(ChannelEvent::Unsubscribed(name));
             }
-            shard.channels.values_mut().for_each(|s| s.sequencer.expire_ids(now));
+            shard
+                .channels
+                .values_mut()
+                .for_each(|s| s.sequencer.expire_ids(now));
         }
         delivered
     }

@@ -181,7 +181,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         recover,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    tasks.push(tokio::spawn(crate::server::serve(listener, ctx, shutdown_rx)));
+    tasks.push(tokio::spawn(crate::server::serve(
+        listener,
+        ctx,
+        shutdown_rx,
+    )));
     tasks.push(tokio::spawn(
         Arc::clone(&hub).run_maintenance(Duration::from_millis(100)),
     ));
@@ -241,7 +245,8 @@ async fn route_source(
         // The sender is dropped: the table never changes, and `borrow` keeps working.
         return Ok((rx, None));
     };
-    let (mut file_rx, watcher) = RoutesWatcher::start(path.clone()).map_err(|e| StartError::Routes(e.to_string()))?;
+    let (mut file_rx, watcher) =
+        RoutesWatcher::start(path.clone()).map_err(|e| StartError::Routes(e.to_string()))?;
     let (tx, rx) = watch::channel(combine(&file_rx.borrow()));
     let task = tokio::spawn(async move {
         while file_rx.changed().await.is_ok() {

@@ -49,7 +49,10 @@ impl Metrics {
         )
         .expect("static metric definition");
         let items_received = IntCounterVec::new(
-            Opts::new("fjord_proxy_items_received_total", "Published items received"),
+            Opts::new(
+                "fjord_proxy_items_received_total",
+                "Published items received",
+            ),
             &["input"],
         )
         .expect("static metric definition");
@@ -85,13 +88,16 @@ impl Metrics {
                 "Time from receiving a published item to writing it to a client",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                0.5, 1.0, 2.5,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
             ]),
         )
         .expect("static metric definition");
         let origin_requests = IntCounterVec::new(
-            Opts::new("fjord_proxy_origin_requests_total", "Requests sent to origins"),
+            Opts::new(
+                "fjord_proxy_origin_requests_total",
+                "Requests sent to origins",
+            ),
             &["outcome"],
         )
         .expect("static metric definition");

@@ -80,8 +80,7 @@ impl ChannelSequencer {
             };
         if early {
             if let Some(prev) = &item.prev_id {
-                if self.pending.len() < MAX_PENDING_PER_CHANNEL
-                    && !self.pending.contains_key(prev)
+                if self.pending.len() < MAX_PENDING_PER_CHANNEL && !self.pending.contains_key(prev)
                 {
                     self.pending.insert(prev.clone(), delivery);
                 }
@@ -130,11 +129,7 @@ impl ChannelSequencer {
         loop {
             let Some(last) = ready.last() else { return };
             self.last_id.clone_from(&last.item.id);
-            let Some(next) = self
-                .last_id
-                .as_ref()
-                .and_then(|id| self.pending.remove(id))
-            else {
+            let Some(next) = self.last_id.as_ref().and_then(|id| self.pending.remove(id)) else {
                 return;
             };
             ready.push(next);

@@ -48,9 +48,12 @@ pub async fn serve(
         // The handler future is boxed: it is large (origin exchange, holds) but lives
         // only while a request is handled, and an unboxed one would size every
         // connection's task for its largest state for the connection's whole life.
-        tokio::spawn(serve_connection(stream, peer, limits, move |request, peer| {
-            Box::pin(dispatch(Arc::clone(&ctx), request, peer))
-        }));
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            limits,
+            move |request, peer| Box::pin(dispatch(Arc::clone(&ctx), request, peer)),
+        ));
     }
 }
 

@@ -60,11 +60,21 @@ fn batch(from: usize, to: usize) -> Vec<TestRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_group_reads_every_record_while_a_second_member_joins() {
     let broker = KafkaBroker::start().unwrap_or_else(|e| panic!("{e}"));
-    broker.create_topic(TOPIC, PARTITIONS).await.expect("create topic");
+    broker
+        .create_topic(TOPIC, PARTITIONS)
+        .await
+        .expect("create topic");
 
-    let first_half = broker.produce(TOPIC, &batch(0, TOTAL / 2)).await.expect("produce");
+    let first_half = broker
+        .produce(TOPIC, &batch(0, TOTAL / 2))
+        .await
+        .expect("produce");
     let partitions_used: BTreeSet<i32> = first_half.iter().map(|(p, _)| *p).collect();
-    assert_eq!(partitions_used.len(), PARTITIONS as usize, "keys spread over all partitions");
+    assert_eq!(
+        partitions_used.len(),
+        PARTITIONS as usize,
+        "keys spread over all partitions"
+    );
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let first = spawn_member(&broker, "first", tx.clone());
@@ -83,13 +93,23 @@ async fn consumer_group_reads_every_record_while_a_second_member_joins() {
         if second.is_none() && distinct.len() >= TOTAL / 4 {
             // Mid-stream: a second member joins and the rest is produced afterwards.
             second = Some(spawn_member(&broker, "second", tx.clone()));
-            let rest = broker.produce(TOPIC, &batch(TOTAL / 2, TOTAL)).await.expect("produce");
+            let rest = broker
+                .produce(TOPIC, &batch(TOTAL / 2, TOTAL))
+                .await
+                .expect("produce");
             assert_eq!(rest.len(), TOTAL / 2);
         }
     }
 
-    let highs = broker.high_watermarks(TOPIC, PARTITIONS).await.expect("watermarks");
-    assert_eq!(highs.iter().sum::<i64>(), TOTAL as i64, "high watermarks: {highs:?}");
+    let highs = broker
+        .high_watermarks(TOPIC, PARTITIONS)
+        .await
+        .expect("watermarks");
+    assert_eq!(
+        highs.iter().sum::<i64>(),
+        TOTAL as i64,
+        "high watermarks: {highs:?}"
+    );
     assert!(
         by_member.get("second").copied().unwrap_or(0) > 0,
         "the joining member received part of the stream: {by_member:?}"
@@ -103,11 +123,24 @@ async fn consumer_group_reads_every_record_while_a_second_member_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_survive_a_broker_kill_and_restart_on_the_same_data() {
     let mut broker = KafkaBroker::start().unwrap_or_else(|e| panic!("{e}"));
-    broker.create_topic("fixture-restart", 2).await.expect("create topic");
-    broker.produce("fixture-restart", &batch(0, 100)).await.expect("produce");
+    broker
+        .create_topic("fixture-restart", 2)
+        .await
+        .expect("create topic");
+    broker
+        .produce("fixture-restart", &batch(0, 100))
+        .await
+        .expect("produce");
     broker.kill();
     assert!(!broker.is_running());
     broker.restart().expect("restart");
-    let highs = broker.high_watermarks("fixture-restart", 2).await.expect("watermarks");
-    assert_eq!(highs.iter().sum::<i64>(), 100, "high watermarks after restart: {highs:?}");
+    let highs = broker
+        .high_watermarks("fixture-restart", 2)
+        .await
+        .expect("watermarks");
+    assert_eq!(
+        highs.iter().sum::<i64>(),
+        100,
+        "high watermarks after restart: {highs:?}"
+    );
 }

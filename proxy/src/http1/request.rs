@@ -173,8 +173,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, RequestError> {
     };
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| malformed("header name"))?;
+        let name =
+            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| malformed("header name"))?;
         let value = HeaderValue::from_bytes(header.value).map_err(|_| malformed("header value"))?;
         headers.append(name, value);
     }
@@ -199,13 +199,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<ParsedHead>, RequestError> {
         headers,
         body: Bytes::new(),
     };
-    Ok(Some((head_len, head, framing, keep_alive, expects_continue)))
+    Ok(Some((
+        head_len,
+        head,
+        framing,
+        keep_alive,
+        expects_continue,
+    )))
 }
 
 /// RFC 9112 §6.3: chunked wins over Content-Length; several different lengths are an
 /// error (request smuggling).
 fn framing(headers: &HeaderMap) -> Result<Framing, RequestError> {
-    if let Some(te) = headers.get_all(http::header::TRANSFER_ENCODING).iter().next_back() {
+    if let Some(te) = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
         let chunked = te
             .to_str()
             .ok()

@@ -45,7 +45,12 @@ async fn read_until(client: &mut TcpStream, needle: &[u8]) -> String {
     tokio::time::timeout(WAIT, async {
         while !seen.windows(needle.len()).any(|w| w == needle) {
             let n = client.read(&mut buf).await.expect("read");
-            assert!(n > 0, "closed before {:?}: {:?}", needle, String::from_utf8_lossy(&seen));
+            assert!(
+                n > 0,
+                "closed before {:?}: {:?}",
+                needle,
+                String::from_utf8_lossy(&seen)
+            );
             seen.extend_from_slice(&buf[..n]);
         }
     })
@@ -147,8 +152,10 @@ impl Drop for ChannelBody {
 fn streaming(
     rx: mpsc::UnboundedReceiver<Bytes>,
     dropped: Arc<AtomicBool>,
-) -> impl Fn(Request<Bytes>, SocketAddr) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
-{
+) -> impl Fn(
+    Request<Bytes>,
+    SocketAddr,
+) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
     let slot = std::sync::Mutex::new(Some(rx));
     move |_request, _peer| {
         let rx = slot.lock().expect("lock").take().expect("one request");
@@ -246,7 +253,9 @@ async fn conflicting_content_lengths_are_rejected() {
 async fn expect_continue_gets_an_interim_response() {
     let mut client = serve(echo).await;
     client
-        .write_all(b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .write_all(
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        )
         .await
         .expect("send");
     read_until(&mut client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
@@ -259,9 +268,9 @@ async fn reason_phrase_extension_is_written() {
     let mut client = serve(|_request, _peer| async {
         let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::NOT_FOUND;
-        response.extensions_mut().insert(
-            hyper::ext::ReasonPhrase::try_from(b"Nope".to_vec()).expect("valid phrase"),
-        );
+        response
+            .extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::try_from(b"Nope".to_vec()).expect("valid phrase"));
         response
     })
     .await;

@@ -27,7 +27,10 @@ fn every_subscriber_receives_the_same_shared_delivery() {
     assert_eq!(outcome.deliveries, 2);
     let got_a = a.queue().try_pop().expect("a got the item");
     let got_b = b.queue().try_pop().expect("b got the item");
-    assert!(Arc::ptr_eq(&got_a, &got_b), "one allocation shared by all subscribers");
+    assert!(
+        Arc::ptr_eq(&got_a, &got_b),
+        "one allocation shared by all subscribers"
+    );
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn publish_to_other_channel_reaches_nobody() {
     let (hub, _events) = hub();
     let a = Subscriber::new(Arc::from("r"), 10);
     hub.subscribe("a", &a);
-    assert_eq!(hub.publish(item("b", b"x"), PublishInput::Http).deliveries, 0);
+    assert_eq!(
+        hub.publish(item("b", b"x"), PublishInput::Http).deliveries,
+        0
+    );
     assert!(a.queue().try_pop().is_none());
 }
 
