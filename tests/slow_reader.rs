@@ -15,7 +15,9 @@ const BATCH: usize = 50;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn http(port: u16, request: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut response))
@@ -44,14 +46,21 @@ async fn a_client_that_never_reads_is_dropped_and_others_receive_everything() {
         .expect("start proxy");
     let deadline = tokio::time::Instant::now() + WAIT;
     while TcpStream::connect(("127.0.0.1", control)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "proxy did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxy did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     let request = "GET /stream?channel=flood HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut stalled = TcpStream::connect(("127.0.0.1", listen)).await.expect("connect");
+    let mut stalled = TcpStream::connect(("127.0.0.1", listen))
+        .await
+        .expect("connect");
     stalled.write_all(request.as_bytes()).await.expect("send");
-    let mut reader = TcpStream::connect(("127.0.0.1", listen)).await.expect("connect");
+    let mut reader = TcpStream::connect(("127.0.0.1", listen))
+        .await
+        .expect("connect");
     reader.write_all(request.as_bytes()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -100,7 +109,10 @@ async fn a_client_that_never_reads_is_dropped_and_others_receive_everything() {
             .expect("reader kept receiving")
             .expect("reader alive");
     }
-    let received = timeout(WAIT, receive).await.expect("in time").expect("reader task");
+    let received = timeout(WAIT, receive)
+        .await
+        .expect("in time")
+        .expect("reader task");
     assert_eq!(received, ITEMS);
     let metrics = http(
         control,

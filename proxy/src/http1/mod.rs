@@ -90,21 +90,25 @@ pub async fn serve_connection<H, F>(
         let http10 = request.inner.version() == http::Version::HTTP_10;
         // While the handler runs (a long-poll may wait a minute), keep reading: a
         // client that hangs up must end its hold and fire its gone link (§6.5).
-        let handler = handle(request.inner, peer);
-        tokio::pin!(handler);
-        let mut probe = [0u8; 64];
-        let response = loop {
-            tokio::select! {
-                response = &mut handler => break response,
-                read = stream.read(&mut probe) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if carry.len() + n > MAX_HEAD {
-                            return;
+        // The block drops the handler's future as soon as it produced the response,
+        // so a held stream does not keep the finished handler allocated.
+        let response = {
+            let handler = handle(request.inner, peer);
+            tokio::pin!(handler);
+            let mut probe = [0u8; 64];
+            loop {
+                tokio::select! {
+                    response = &mut handler => break response,
+                    read = stream.read(&mut probe) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if carry.len() + n > MAX_HEAD {
+                                return;
+                            }
+                            carry.extend_from_slice(&probe[..n]);
                         }
-                        carry.extend_from_slice(&probe[..n]);
-                    }
-                },
+                    },
+                }
             }
         };
         let outcome = write_response(

@@ -59,6 +59,9 @@ pub async fn write_response(
     };
     let closing = close || matches!(framing, Framing::UntilClose);
     let head = encode_head(&parts, &framing, exact, closing);
+    // Header values may share a buffer with the origin's whole response head; holding
+    // them for a stream's life would keep that buffer (8 KiB) alive per connection.
+    drop(parts);
     if stream.write_all(&head).await.is_err() {
         return WriteOutcome::Close;
     }
