@@ -394,8 +394,10 @@ impl Body for HeldStream {
                     }
                     continue;
                 }
-            } else if let Some(subscriber) = this.subscriber.clone() {
-                match subscriber.queue().poll_pop(cx) {
+            } else if let Some(subscriber) = this.subscriber.as_ref() {
+                // The popped value owns no borrow, so no per-poll `Arc` clone is needed.
+                let event = subscriber.queue().poll_pop(cx);
+                match event {
                     Poll::Ready(QueueEvent::Item(delivery)) => {
                         this.on_item(delivery);
                         continue;
