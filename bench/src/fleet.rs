@@ -69,6 +69,8 @@ pub struct Merged {
     pub closed: u64,
     pub events: u64,
     pub bad_events: u64,
+    /// Events not above their connection's previous `seq`.
+    pub regressions: u64,
     pub bytes: u64,
     pub latency: Histogram,
 }
@@ -134,6 +136,14 @@ impl Fleet {
             first += count;
         }
         Ok(Fleet { workers })
+    }
+
+    /// A fleet without workers (for unit tests of the bookkeeping around it).
+    #[cfg(test)]
+    pub fn empty() -> Fleet {
+        Fleet {
+            workers: Vec::new(),
+        }
     }
 
     /// Process ids of the live workers.
@@ -214,6 +224,7 @@ impl Fleet {
                     closed,
                     events,
                     bad_events,
+                    regressions,
                     bytes,
                     latency,
                 }) => {
@@ -221,6 +232,7 @@ impl Fleet {
                     m.closed += closed;
                     m.events += events;
                     m.bad_events += bad_events;
+                    m.regressions += regressions;
                     m.bytes += bytes;
                     m.latency.merge(&latency);
                 }

@@ -1,6 +1,6 @@
 //! `fjord-bench`: load generator and benchmark harness for GRIP/SSE servers.
 //!
-//! Scenario commands (`conns`, `fanout`, `fanout-many`) start the system under
+//! Scenario commands (`conns`, `fanout`, `fanout-many`, `kafka-e2e`) start the system under
 //! test, run a bounded load, stop everything and print one JSON line on
 //! stdout (progress goes to stderr). `origin` and `worker` are helper
 //! processes the scenarios spawn; they can also be run by hand.
@@ -8,6 +8,9 @@
 mod child;
 mod fleet;
 mod histogram;
+mod kafka_e2e;
+mod kafka_producer;
+mod kafka_sut;
 mod loadavg;
 mod origin;
 mod payload;
@@ -15,6 +18,7 @@ mod procstat;
 mod publisher;
 mod scenarios;
 mod sse;
+mod subscribers;
 mod systems;
 mod worker;
 
@@ -43,6 +47,10 @@ enum Cmd {
     /// Every subscriber on its own channel (default 10,000 subs, 10,000
     /// msg/s, one per channel per second, 20 s).
     FanoutMany(scenarios::FanoutArgs),
+    /// Kafka records through `fjord run` (or `fjord relay` + `fjord proxy`)
+    /// to SSE subscribers (default 1,000 subscribers, 1,000 records/s, 20 s):
+    /// produce-to-receipt latency, loss, CPU and RSS of Fjord.
+    KafkaE2e(kafka_e2e::KafkaE2eArgs),
     /// Tiny GRIP origin: every path becomes a stream hold on that channel.
     Origin(origin::OriginArgs),
     /// Load-generator worker process (spawned by the scenarios).
@@ -55,17 +63,22 @@ fn main() -> Result<()> {
         Cmd::Origin(a) => origin::main(a),
         Cmd::Worker(a) => worker::main(a),
         Cmd::Conns(a) => {
-            let cap = a.common.max_seconds;
+            let cap = a.common.load.max_seconds;
             run_scenario(cap, async move { scenarios::conns(&a).await })
         }
+        Cmd::KafkaE2e(a) => {
+            kafka_e2e::select_tansu(&a)?;
+            let cap = a.load.max_seconds;
+            run_scenario(cap, async move { kafka_e2e::run(&a).await })
+        }
         Cmd::Fanout(a) => {
-            let cap = a.common.max_seconds;
+            let cap = a.common.load.max_seconds;
             run_scenario(cap, async move {
                 scenarios::fanout(&a, scenarios::Shape::OneChannel).await
             })
         }
         Cmd::FanoutMany(a) => {
-            let cap = a.common.max_seconds;
+            let cap = a.common.load.max_seconds;
             run_scenario(cap, async move {
                 scenarios::fanout(&a, scenarios::Shape::ChannelEach).await
             })

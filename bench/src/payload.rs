@@ -28,9 +28,18 @@ pub fn sse_event(seq: u64, ts_us: u64) -> String {
 
 /// Extracts the `ts` field from an SSE `data:` value or a bare body.
 pub fn parse_ts(data: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"ts\":";
-    let pos = data.windows(KEY.len()).position(|w| w == KEY)?;
-    let digits = &data[pos + KEY.len()..];
+    parse_field(data, b"\"ts\":")
+}
+
+/// Extracts the `seq` field from an SSE `data:` value or a bare body.
+pub fn parse_seq(data: &[u8]) -> Option<u64> {
+    parse_field(data, b"\"seq\":")
+}
+
+/// The decimal number right after `key` (`"name":`) in `data`.
+fn parse_field(data: &[u8], key: &[u8]) -> Option<u64> {
+    let pos = data.windows(key.len()).position(|w| w == key)?;
+    let digits = &data[pos + key.len()..];
     let mut value: u64 = 0;
     let mut any = false;
     for &b in digits {
@@ -53,5 +62,6 @@ mod tests {
         assert_eq!(ev, "data: {\"seq\":7,\"ts\":1700000000123456}\n\n");
         assert_eq!(parse_ts(ev.as_bytes()), Some(1_700_000_000_123_456));
         assert_eq!(parse_ts(b"data: hello"), None);
+        assert_eq!(parse_seq(ev.as_bytes()), Some(7));
     }
 }

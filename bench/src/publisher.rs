@@ -29,7 +29,7 @@ use zeromq::{Socket, SocketSend, ZmqMessage};
 
 use crate::payload;
 
-const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 const FAILED_CAP: usize = 200_000;
 
 /// Publisher wire format, as chosen on the command line.
@@ -130,16 +130,26 @@ impl PublishReport {
 }
 
 /// Paces message indices against the wall clock.
-struct Pacer {
-    start: Instant,
+pub(crate) struct Pacer {
+    pub(crate) start: Instant,
     rate: f64,
     total: u64,
-    next: u64,
+    pub(crate) next: u64,
 }
 
 impl Pacer {
+    /// Starts the clock now: message `k` is due at `k / rate` seconds.
+    pub(crate) fn new(rate: f64, total: u64) -> Pacer {
+        Pacer {
+            start: Instant::now(),
+            rate,
+            total,
+            next: 0,
+        }
+    }
+
     /// Indices that are due now and not yet handed out.
-    fn due(&mut self) -> std::ops::Range<u64> {
+    pub(crate) fn due(&mut self) -> std::ops::Range<u64> {
         let target = ((self.start.elapsed().as_secs_f64() * self.rate) as u64 + 1).min(self.total);
         let r = self.next..target.max(self.next);
         self.next = r.end;

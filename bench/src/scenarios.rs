@@ -2,20 +2,19 @@
 //! bounded load, samples the system's whole process tree from /proc, stops
 //! everything and returns one JSON object.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::fleet::{self, Fleet, FleetPlan, Merged};
 use crate::loadavg;
 use crate::procstat;
-use crate::publisher::{self, Plan, PublishReport, PublisherKind};
+use crate::publisher::{self, Plan, PublisherKind};
+use crate::subscribers::{Endpoint, LoadOpts, Subscribers};
 use crate::systems::{self, Running, SystemKind};
 
-/// Options shared by every scenario.
+/// Options shared by every GRIP/SSE scenario.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
     /// System under test.
@@ -24,24 +23,8 @@ pub struct Common {
     /// Publisher (default: http for pushpin/fjord, nchan for nchan).
     #[arg(long, value_enum)]
     pub publisher: Option<PublisherKind>,
-    /// Loopback source addresses for subscribers (default 127.0.0.2-17).
-    #[arg(long, value_delimiter = ',')]
-    pub sources: Option<Vec<IpAddr>>,
-    /// Connection set-ups in flight, over all workers.
-    #[arg(long, default_value_t = 32)]
-    pub setup_concurrency: usize,
-    /// Most subscriber connections per worker process.
-    #[arg(long, default_value_t = 5000)]
-    pub per_worker: usize,
-    /// Extra attempts for a failed connection set-up.
-    #[arg(long, default_value_t = 2)]
-    pub retries: u32,
-    /// Seconds to let the system settle before memory samples.
-    #[arg(long, default_value_t = 5)]
-    pub settle: u64,
-    /// Hard cap on the whole scenario, in seconds.
-    #[arg(long, default_value_t = 1200)]
-    pub max_seconds: u64,
+    #[command(flatten)]
+    pub load: LoadOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,32 +77,7 @@ pub enum Shape {
 
 struct Session {
     running: Running,
-    fleet: Fleet,
-    setup: fleet::SetupSummary,
-    conns: usize,
-    channels: usize,
-}
-
-fn fleet_plan(
-    c: &Common,
-    running: &Running,
-    conns: usize,
-    channels: usize,
-    prefix: &str,
-) -> FleetPlan {
-    FleetPlan {
-        addr: running.launch.client,
-        path_prefix: running.launch.sub_prefix.clone(),
-        channel_prefix: prefix.to_string(),
-        channels,
-        conns,
-        per_worker: c.per_worker,
-        min_workers: 2,
-        sources: c.sources.clone().unwrap_or_else(fleet::default_sources),
-        setup_concurrency: c.setup_concurrency,
-        retries: c.retries,
-        max_seconds: c.max_seconds + 60,
-    }
+    subs: Subscribers,
 }
 
 async fn connect(
@@ -129,90 +87,12 @@ async fn connect(
     channels: usize,
     prefix: &str,
 ) -> Result<Session> {
-    let plan = fleet_plan(c, &running, conns, channels, prefix);
-    let mut fleet = Fleet::spawn(&plan)?;
-    eprintln!(
-        "bench: opening {conns} SSE connections on {channels} channel(s) with {} worker(s)",
-        fleet.len()
-    );
-    let setup = fleet
-        .wait_ready(Duration::from_secs(c.max_seconds))
-        .await
-        .context("waiting for subscribers")?;
-    eprintln!(
-        "bench: {} opened, {} failed in {:.1} s",
-        setup.opened, setup.failed, setup.setup_s
-    );
-    Ok(Session {
-        running,
-        fleet,
-        setup,
-        conns,
-        channels,
-    })
-}
-
-/// Deliveries expected when messages `0..attempted` (minus failed ones) go to
-/// channel `seq % channels` and connection `i` listens on `i % channels`.
-/// Every connection that opened counts, including ones the server closed
-/// later: what they missed is loss.
-fn expected(s: &Session, report: &PublishReport) -> u64 {
-    let ch = s.channels as u64;
-    let total = report.attempted;
-    let mut per_channel: Vec<u64> = (0..ch)
-        .map(|c| total / ch + u64::from(c < total % ch))
-        .collect();
-    for &seq in &report.failed_seqs {
-        per_channel[(seq % ch) as usize] -= 1;
-    }
-    let mut excluded = vec![false; s.conns];
-    for &i in &s.setup.failed_idx {
-        if let Some(x) = excluded.get_mut(i) {
-            *x = true;
-        }
-    }
-    (0..s.conns)
-        .filter(|&i| !excluded[i])
-        .map(|i| per_channel[i % s.channels])
-        .sum()
-}
-
-struct Drained {
-    merged: Merged,
-    expected: u64,
-    /// Seconds from publish start until the last observed delivery progress.
-    last_progress_s: f64,
-}
-
-/// Polls the workers until every expected event arrived, progress stalls
-/// for `stall`, or `max` has passed since publishing ended.
-async fn drain(
-    s: &mut Session,
-    report: &PublishReport,
-    t0: Instant,
-    max: Duration,
-    stall: Duration,
-) -> Result<Drained> {
-    let end = Instant::now() + max;
-    let mut last_events = u64::MAX;
-    let mut last_change = Instant::now();
-    loop {
-        let merged = s.fleet.report().await?;
-        let exp = expected(s, report);
-        if merged.events != last_events {
-            last_events = merged.events;
-            last_change = Instant::now();
-        }
-        let now = Instant::now();
-        if merged.events >= exp || now > end || now - last_change > stall {
-            return Ok(Drained {
-                merged,
-                expected: exp,
-                last_progress_s: (last_change - t0).as_secs_f64(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let endpoint = Endpoint {
+        addr: running.launch.client,
+        path_prefix: running.launch.sub_prefix.clone(),
+    };
+    let subs = Subscribers::open(&c.load, &endpoint, conns, channels, prefix).await?;
+    Ok(Session { running, subs })
 }
 
 fn settings_json(running: &Running) -> Value {
@@ -225,7 +105,7 @@ fn settings_json(running: &Running) -> Value {
         .into()
 }
 
-fn round(v: f64, digits: i32) -> f64 {
+pub(crate) fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
 }
@@ -253,30 +133,26 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = procstat::sample(running.root_pid())?;
     let mut s = connect(c, running, a.conns, channels, "idle").await?;
-    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    tokio::time::sleep(Duration::from_secs(c.load.settle)).await;
     s.running.check_alive()?;
     let after = procstat::sample(s.running.root_pid())?;
-    let merged = s.fleet.report().await?;
+    let merged = s.subs.fleet.report().await?;
     let open = merged.opened - merged.closed;
     let n = a.conns.max(1) as f64;
 
     let verify = if a.no_verify {
         Value::Null
     } else {
-        s.fleet.reset().await?;
+        s.subs.fleet.reset().await?;
         let rate = (channels as f64).clamp(1000.0, 5000.0);
         let secs = (channels as f64 / rate).ceil() as u64 + 30;
         let plan = publish_plan("idle", channels, rate, channels as u64, secs);
         let t0 = Instant::now();
         let report = publisher::run(&target, &plan).await?;
-        let d = drain(
-            &mut s,
-            &report,
-            t0,
-            Duration::from_secs(15),
-            Duration::from_secs(3),
-        )
-        .await?;
+        let d = s
+            .subs
+            .drain(&report, t0, Duration::from_secs(15), Duration::from_secs(3))
+            .await?;
         json!({
             "published": report.published,
             "publish_failed": report.failed,
@@ -291,12 +167,12 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
         "system": c.system,
         "conns": a.conns,
         "channels": channels,
-        "client_workers": s.setup.workers,
-        "opened": s.setup.opened,
-        "failed": s.setup.failed,
-        "failed_attempts": s.setup.failed_attempts,
-        "setup_errors": s.setup.errors,
-        "setup_s": round(s.setup.setup_s, 2),
+        "client_workers": s.subs.setup.workers,
+        "opened": s.subs.setup.opened,
+        "failed": s.subs.setup.failed,
+        "failed_attempts": s.subs.setup.failed_attempts,
+        "setup_errors": s.subs.setup.errors,
+        "setup_s": round(s.subs.setup.setup_s, 2),
         "open_after_settle": open,
         "processes": after.processes,
         "rss_before_kb": before.rss_kb,
@@ -311,7 +187,7 @@ pub async fn conns(a: &ConnsArgs) -> Result<Value> {
         "settings": settings_json(&s.running),
         "loadavg_1m": load.finish(),
     });
-    s.fleet.stop().await;
+    s.subs.fleet.stop().await;
     Ok(out)
 }
 
@@ -333,34 +209,35 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
     let running = systems::start(c.system).await?;
     let target = running.target(publisher_kind)?;
     let mut s = connect(c, running, subs, channels, prefix).await?;
-    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    tokio::time::sleep(Duration::from_secs(c.load.settle)).await;
     s.running.check_alive()?;
 
     let total = (rate * a.duration as f64).round() as u64;
     let mut plan = publish_plan(prefix, channels, rate, total, a.duration + 5);
     plan.batch_max = a.batch_max;
     plan.in_flight = a.in_flight;
-    s.fleet.reset().await?;
+    s.subs.fleet.reset().await?;
     let before = procstat::sample(s.running.root_pid())?;
     let me = [std::process::id()];
     let (gen_before, pub_before) = (
-        procstat::sample_pids(&s.fleet.pids())?,
+        procstat::sample_pids(&s.subs.fleet.pids())?,
         procstat::sample_pids(&me)?,
     );
     let t0 = Instant::now();
     eprintln!("bench: publishing {total} messages at {rate}/s on {channels} channel(s)");
     let report = publisher::run(&target, &plan).await?;
-    let d = drain(
-        &mut s,
-        &report,
-        t0,
-        Duration::from_secs(a.drain_max),
-        Duration::from_secs(3),
-    )
-    .await?;
+    let d = s
+        .subs
+        .drain(
+            &report,
+            t0,
+            Duration::from_secs(a.drain_max),
+            Duration::from_secs(3),
+        )
+        .await?;
     let after = procstat::sample(s.running.root_pid())?;
     let (gen_after, pub_after) = (
-        procstat::sample_pids(&s.fleet.pids())?,
+        procstat::sample_pids(&s.subs.fleet.pids())?,
         procstat::sample_pids(&me)?,
     );
     let alive = s.running.check_alive().is_ok();
@@ -374,10 +251,10 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         "publisher": publisher_kind,
         "subscribers": subs,
         "channels": channels,
-        "client_workers": s.setup.workers,
-        "opened": s.setup.opened,
-        "failed": s.setup.failed,
-        "setup_errors": s.setup.errors,
+        "client_workers": s.subs.setup.workers,
+        "opened": s.subs.setup.opened,
+        "failed": s.subs.setup.failed,
+        "setup_errors": s.subs.setup.errors,
         "closed_during_run": d.merged.closed,
         "target_rate": rate,
         "duration_s": a.duration,
@@ -387,6 +264,7 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         "loss": d.expected.saturating_sub(received),
         "loss_pct": round(100.0 * d.expected.saturating_sub(received) as f64 / d.expected.max(1) as f64, 3),
         "bad_events": d.merged.bad_events,
+        "seq_regressions": d.merged.regressions,
         "delivery_window_s": round(window, 2),
         "deliveries_per_s": round(received as f64 / window, 1),
         "latency": d.merged.latency_summary(),
@@ -401,6 +279,6 @@ pub async fn fanout(a: &FanoutArgs, shape: Shape) -> Result<Value> {
         "settings": settings_json(&s.running),
         "loadavg_1m": load.finish(),
     });
-    s.fleet.stop().await;
+    s.subs.fleet.stop().await;
     Ok(out)
 }

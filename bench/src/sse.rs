@@ -31,6 +31,9 @@ thread_local! {
 pub struct Counters {
     pub events: AtomicU64,
     pub bad_events: AtomicU64,
+    /// Events whose `seq` is not above the previous one on the same
+    /// connection: duplicates or reordering.
+    pub regressions: AtomicU64,
     pub bytes: AtomicU64,
     pub latency: Mutex<Histogram>,
 }
@@ -39,6 +42,7 @@ impl Counters {
     pub fn reset(&self) {
         self.events.store(0, Ordering::Relaxed);
         self.bad_events.store(0, Ordering::Relaxed);
+        self.regressions.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.latency.lock().expect("latency lock").clear();
     }
@@ -50,6 +54,8 @@ pub struct OpenStream {
     body: BodyDecoder,
     sse: SseParser,
     leftover: Vec<u8>,
+    /// `seq` of the last event on this connection.
+    last_seq: Option<u64>,
 }
 
 /// Connects from `source` (bind before connect, so many loopback source
@@ -126,6 +132,7 @@ async fn open_inner(source: IpAddr, server: SocketAddr, path: &str) -> Result<Op
         },
         sse: SseParser::default(),
         leftover,
+        last_seq: None,
     })
 }
 
@@ -164,9 +171,19 @@ impl OpenStream {
         let now = payload::now_us();
         let mut lat = Vec::new();
         let mut bad = 0u64;
-        let mut on_data = |data: &[u8]| match payload::parse_ts(data) {
-            Some(ts) => lat.push(now.saturating_sub(ts)),
-            None => bad += 1,
+        let mut regressions = 0u64;
+        let mut last_seq = self.last_seq;
+        let mut on_data = |data: &[u8]| {
+            match payload::parse_ts(data) {
+                Some(ts) => lat.push(now.saturating_sub(ts)),
+                None => bad += 1,
+            }
+            if let Some(seq) = payload::parse_seq(data) {
+                if last_seq.is_some_and(|last| seq <= last) {
+                    regressions += 1;
+                }
+                last_seq = Some(seq);
+            }
         };
         let done = match &mut self.body {
             BodyDecoder::Raw => {
@@ -190,8 +207,14 @@ impl OpenStream {
                 hist.record(v);
             }
         }
+        self.last_seq = last_seq;
         if bad > 0 {
             counters.bad_events.fetch_add(bad, Ordering::Relaxed);
+        }
+        if regressions > 0 {
+            counters
+                .regressions
+                .fetch_add(regressions, Ordering::Relaxed);
         }
         if self.sse.pending.capacity() > 4096 && self.sse.pending.is_empty() {
             self.sse.pending = Vec::new();

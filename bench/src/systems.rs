@@ -80,7 +80,7 @@ fn free_port_range(lo: u16, hi: u16, span: u16) -> Result<u16> {
     bail!("no free port found in {lo}..{hi}")
 }
 
-fn loopback(port: u16) -> SocketAddr {
+pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
@@ -289,10 +289,7 @@ fn prepare_nchan(dir: &Path) -> Result<Launch> {
 /// other setting keeps its default. The binary is `$FJORD_BIN`, else `fjord`
 /// next to `fjord-bench` (`target/release/fjord`).
 fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
-    let sibling = std::env::current_exe()?.with_file_name("fjord");
-    let bin = std::env::var_os("FJORD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or(sibling);
+    let bin = fjord_binary()?;
     let help = Command::new(&bin).args(["proxy", "--help"]).output();
     let usable = match &help {
         Ok(out) if out.status.success() => {
@@ -359,6 +356,26 @@ fn prepare_fjord(dir: &Path, origin: SocketAddr) -> Result<Launch> {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     })
+}
+
+/// The `fjord` binary: `$FJORD_BIN`, else `fjord` next to `fjord-bench`.
+pub fn fjord_binary() -> Result<PathBuf> {
+    let sibling = std::env::current_exe()?.with_file_name("fjord");
+    Ok(std::env::var_os("FJORD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or(sibling))
+}
+
+/// Starts `fjord-bench origin` on a free loopback port in its own process
+/// group, logging to `log`, and waits until it accepts connections.
+pub fn spawn_origin(log: &Path) -> Result<(SocketAddr, GroupChild)> {
+    let addr = loopback(free_port()?);
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["origin", "--listen", &addr.to_string()]);
+    let child = GroupChild::spawn("origin", &mut cmd, log)?;
+    wait_tcp(addr, Duration::from_secs(10))?;
+    Ok((addr, child))
 }
 
 /// A started system (and its origin, if it has one).
@@ -446,13 +463,7 @@ pub async fn start(kind: SystemKind) -> Result<Running> {
         eprintln!("bench: keeping {}", dir.path().display());
     }
     let origin = if kind.needs_origin() {
-        let addr = loopback(free_port()?);
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["origin", "--listen", &addr.to_string()]);
-        let child = GroupChild::spawn("origin", &mut cmd, &dir.path().join("origin.log"))?;
-        wait_tcp(addr, Duration::from_secs(10))?;
-        Some((addr, child))
+        Some(spawn_origin(&dir.path().join("origin.log"))?)
     } else {
         None
     };

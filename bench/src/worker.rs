@@ -84,6 +84,10 @@ pub struct Report {
     pub closed: u64,
     pub events: u64,
     pub bad_events: u64,
+    /// Events not above their connection's previous `seq` (duplicates or
+    /// reordering).
+    #[serde(default)]
+    pub regressions: u64,
     pub bytes: u64,
     pub latency: SparseHistogram,
 }
@@ -241,6 +245,7 @@ fn snapshot(shared: &Shared) -> Report {
         closed: shared.closed.load(Ordering::Relaxed),
         events: c.events.load(Ordering::Relaxed),
         bad_events: c.bad_events.load(Ordering::Relaxed),
+        regressions: c.regressions.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         latency: c.latency.lock().expect("latency lock").to_sparse(),
     }

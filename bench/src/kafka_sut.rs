@@ -1,0 +1,291 @@
+//! Fjord fed by Kafka, as the system under test of `kafka-e2e`: either
+//! `fjord run` (the relay feeds the proxy's hub in-process) or `fjord relay`
+//! and `fjord proxy` as two processes meeting over ZeroMQ (XPUB → SUB).
+//!
+//! Both read one private `fjord.toml` written into a temporary directory:
+//! the proxy routes every path to `fjord-bench origin` (so `GET /<channel>`
+//! is an SSE stream on `<channel>`), the relay maps records of the topic to
+//! channel `{channel_prefix}{key}`. Every address is loopback.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::child::GroupChild;
+use crate::procstat::{self, Sample};
+use crate::systems::{fjord_binary, free_port, loopback, spawn_origin};
+
+/// How the relay reaches the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// `fjord run`: one process, the relay publishes into the hub directly.
+    Run,
+    /// `fjord relay` + `fjord proxy`: two processes over ZeroMQ.
+    Split,
+}
+
+/// What the relay consumes and how it names channels.
+pub struct KafkaFeed {
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    /// Channel of a record is `{channel_prefix}{key}`.
+    pub channel_prefix: String,
+    /// Extra `[kafka]` settings for the relay's consumer (librdkafka names).
+    pub extra: Vec<(String, String)>,
+}
+
+/// One running `fjord` process of the system under test.
+struct Member {
+    role: &'static str,
+    child: GroupChild,
+}
+
+/// The running system: its `fjord` process(es) and the origin.
+pub struct KafkaSut {
+    /// Where subscribers connect.
+    pub client: SocketAddr,
+    /// The configuration file, echoed in the results.
+    pub config_text: String,
+    // Drop order: fjord processes first, then the origin, then the directory.
+    members: Vec<Member>,
+    _origin: GroupChild,
+    dir: tempfile::TempDir,
+}
+
+/// TOML string literal (basic string, escaped).
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+struct Ports {
+    http: SocketAddr,
+    control: SocketAddr,
+    relay_control: SocketAddr,
+    publish: SocketAddr,
+}
+
+fn config_text(topology: Topology, feed: &KafkaFeed, p: &Ports) -> String {
+    let mut proxy = format!(
+        "[proxy]\nlisten = \"{}\"\ncontrol = \"{}\"\nzmq_pull = \"\"\nzmq_sub = \"\"\n\
+         routes_file = \"routes\"\n",
+        p.http, p.control
+    );
+    let mut relay = format!("[relay]\ncontrol = \"{}\"\n", p.relay_control);
+    if topology == Topology::Split {
+        proxy.push_str(&format!("relays = [\"tcp://{}\"]\n", p.publish));
+        relay.push_str(&format!("publish = \"tcp://{}\"\n", p.publish));
+    }
+    let mut kafka = format!(
+        "[kafka]\n\"bootstrap.servers\" = {}\n\"group.id\" = {}\n\
+         \"auto.offset.reset\" = \"earliest\"\n\"session.timeout.ms\" = \"6000\"\n",
+        toml_str(&feed.bootstrap),
+        toml_str(&feed.group)
+    );
+    for (k, v) in &feed.extra {
+        kafka.push_str(&format!("{} = {}\n", toml_str(k), toml_str(v)));
+    }
+    let stream = format!(
+        "[[relay.stream]]\ntopic = {}\nchannel = {}\nevent = \"order\"\n",
+        toml_str(&feed.topic),
+        toml_str(&format!("{}{{key}}", feed.channel_prefix))
+    );
+    format!("{proxy}\n{kafka}\n{relay}\n{stream}")
+}
+
+impl KafkaSut {
+    /// Writes the configuration, starts the origin and the `fjord`
+    /// process(es), and waits until the proxy is healthy and the relay ready.
+    pub async fn start(topology: Topology, feed: &KafkaFeed) -> Result<KafkaSut> {
+        let mut dir = tempfile::Builder::new()
+            .prefix("fjord-bench-kafka-")
+            .tempdir()?;
+        if std::env::var_os("FJORD_BENCH_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("bench: keeping {}", dir.path().display());
+        }
+        let bin = fjord_binary()?;
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} missing (cargo build --release -p fjord, or set FJORD_BIN)",
+            bin.display()
+        );
+        let (origin_addr, origin) = spawn_origin(&dir.path().join("origin.log"))?;
+        fs::write(dir.path().join("routes"), format!("* {origin_addr}\n"))?;
+        let ports = Ports {
+            http: loopback(free_port()?),
+            control: loopback(free_port()?),
+            relay_control: loopback(free_port()?),
+            publish: loopback(free_port()?),
+        };
+        let text = config_text(topology, feed, &ports);
+        let config = dir.path().join("fjord.toml");
+        fs::write(&config, &text)?;
+        let log = std::env::var("FJORD_BENCH_FJORD_LOG").unwrap_or_else(|_| "warn".into());
+        let commands: &[(&'static str, &str)] = match topology {
+            Topology::Run => &[("run", "run")],
+            // The proxy first, so its SUB socket is there when the relay binds.
+            Topology::Split => &[("proxy", "proxy"), ("relay", "relay")],
+        };
+        let mut members = Vec::new();
+        for &(role, command) in commands {
+            let mut cmd = std::process::Command::new(&bin);
+            cmd.args([command, "-c"])
+                .arg(&config)
+                .env("RUST_LOG", &log)
+                .current_dir(dir.path());
+            let child = GroupChild::spawn(role, &mut cmd, &dir.path().join(format!("{role}.log")))?;
+            members.push(Member { role, child });
+        }
+        let mut sut = KafkaSut {
+            client: ports.http,
+            config_text: text,
+            members,
+            _origin: origin,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (addr, path) in [
+            (ports.control, "/healthz"),
+            (ports.relay_control, "/readyz"),
+        ] {
+            if let Err(e) = sut.wait_ok(addr, path, deadline).await {
+                bail!("fjord did not become ready: {e:#}\n{}", sut.log_tail());
+            }
+        }
+        Ok(sut)
+    }
+
+    /// Polls `GET path` on `addr` until it answers 200.
+    async fn wait_ok(&mut self, addr: SocketAddr, path: &str, deadline: Instant) -> Result<()> {
+        loop {
+            self.check_alive()?;
+            if http_get_status(addr, path).await.ok() == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{addr}{path} never answered 200");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn check_alive(&mut self) -> Result<()> {
+        for m in &mut self.members {
+            m.child.check_alive()?;
+        }
+        Ok(())
+    }
+
+    /// Resources of every `fjord` process (and descendants), summed, plus
+    /// each process on its own by role.
+    pub fn sample(&self) -> Result<(Sample, Vec<(&'static str, Sample)>)> {
+        let mut total = Sample::default();
+        let mut each = Vec::new();
+        for m in &self.members {
+            let s = procstat::sample(m.child.pid())?;
+            total.processes += s.processes;
+            total.rss_kb += s.rss_kb;
+            total.pss_kb += s.pss_kb;
+            total.cpu_s += s.cpu_s;
+            each.push((m.role, s));
+        }
+        Ok((total, each))
+    }
+
+    /// Last lines of the processes' logs.
+    pub fn log_tail(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let path = self.dir.path().join(format!("{}.log", m.role));
+            if let Ok(text) = fs::read_to_string(&path) {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(8)..];
+                out.push_str(&format!("== {}\n{}\n", path.display(), tail.join("\n")));
+            }
+        }
+        out
+    }
+}
+
+/// Status code of `GET path` on `addr` (one request, connection closed).
+async fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    let fut = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = Vec::new();
+        stream.read_to_end(&mut head).await?;
+        let text = String::from_utf8_lossy(&head);
+        text.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no status code")
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .context("timed out")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed() -> KafkaFeed {
+        KafkaFeed {
+            bootstrap: "127.0.0.1:9092".into(),
+            topic: "orders".into(),
+            group: "g".into(),
+            channel_prefix: "orders.".into(),
+            extra: vec![("fetch.wait.max.ms".into(), "10".into())],
+        }
+    }
+
+    fn ports() -> Ports {
+        Ports {
+            http: loopback(1),
+            control: loopback(2),
+            relay_control: loopback(3),
+            publish: loopback(4),
+        }
+    }
+
+    #[test]
+    fn run_config_has_no_zeromq_hop() {
+        let text = config_text(Topology::Run, &feed(), &ports());
+        assert!(!text.contains("relays"), "{text}");
+        assert!(!text.contains("publish ="), "{text}");
+        assert!(text.contains("channel = \"orders.{key}\""), "{text}");
+        assert!(text.contains("\"fetch.wait.max.ms\" = \"10\""), "{text}");
+    }
+
+    #[test]
+    fn split_config_points_the_proxy_at_the_relay() {
+        let text = config_text(Topology::Split, &feed(), &ports());
+        assert!(text.contains("relays = [\"tcp://127.0.0.1:4\"]"), "{text}");
+        assert!(text.contains("publish = \"tcp://127.0.0.1:4\""), "{text}");
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_str("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    }
+}
