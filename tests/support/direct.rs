@@ -38,7 +38,13 @@ pub fn token(channels: &[&str]) -> String {
 
 /// An item as the relay publishes a Kafka record (§9): position in `meta`, an SSE event
 /// with the item id, and the raw value.
-pub fn kafka_item(channel: &str, partition: i32, offset: i64, key: &str, data: &str) -> serde_json::Value {
+pub fn kafka_item(
+    channel: &str,
+    partition: i32,
+    offset: i64,
+    key: &str,
+    data: &str,
+) -> serde_json::Value {
     let id = format!("orders-{partition}-{offset}");
     json!({
         "channel": channel,
