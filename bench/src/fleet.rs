@@ -27,6 +27,8 @@ pub struct FleetPlan {
     pub sources: Vec<IpAddr>,
     /// Connection set-ups in flight across all workers together.
     pub setup_concurrency: usize,
+    /// Forced reconnects in flight across all workers together.
+    pub reconnect_concurrency: usize,
     pub retries: u32,
     pub max_seconds: u64,
 }
@@ -73,6 +75,10 @@ pub struct Merged {
     pub regressions: u64,
     pub bytes: u64,
     pub latency: Histogram,
+    pub reconnects: u64,
+    pub reconnect_failures: u64,
+    pub reconnect_latency: Histogram,
+    pub catch_up_latency: Histogram,
 }
 
 impl Merged {
@@ -91,6 +97,7 @@ impl Fleet {
             .max(plan.min_workers)
             .min(plan.conns.max(1));
         let per_setup = plan.setup_concurrency.div_ceil(n).max(1);
+        let per_reconnect = plan.reconnect_concurrency.div_ceil(n).max(1);
         let sources = plan
             .sources
             .iter()
@@ -111,6 +118,7 @@ impl Fleet {
                 .args(["--count", &count.to_string()])
                 .args(["--sources", &sources])
                 .args(["--setup-concurrency", &per_setup.to_string()])
+                .args(["--reconnect-concurrency", &per_reconnect.to_string()])
                 .args(["--retries", &plan.retries.to_string()])
                 .args(["--max-seconds", &plan.max_seconds.to_string()])
                 .stdin(Stdio::piped())
@@ -208,6 +216,13 @@ impl Fleet {
         Ok(())
     }
 
+    /// Orders every connection to drop its stream and reconnect with its
+    /// last event id; `next_seq` is the first record produced after the
+    /// order, `since_us` the wall clock of the order.
+    pub async fn storm(&mut self, next_seq: u64, since_us: u64) -> Result<()> {
+        self.send_all(&format!("storm {next_seq} {since_us}")).await
+    }
+
     /// Zeroes every worker's event counters and latency histogram.
     pub async fn reset(&mut self) -> Result<()> {
         self.send_all("reset").await
@@ -227,6 +242,10 @@ impl Fleet {
                     regressions,
                     bytes,
                     latency,
+                    reconnects,
+                    reconnect_failures,
+                    reconnect_latency,
+                    catch_up_latency,
                 }) => {
                     m.opened += opened;
                     m.closed += closed;
@@ -235,6 +254,10 @@ impl Fleet {
                     m.regressions += regressions;
                     m.bytes += bytes;
                     m.latency.merge(&latency);
+                    m.reconnects += reconnects;
+                    m.reconnect_failures += reconnect_failures;
+                    m.reconnect_latency.merge(&reconnect_latency);
+                    m.catch_up_latency.merge(&catch_up_latency);
                 }
                 Line::Ready(_) => bail!("unexpected ready line"),
             }

@@ -7,6 +7,7 @@
 //! Like the other publishers it is paced against the wall clock in 5 ms
 //! ticks and bounded by a record count and a time cap.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -146,7 +147,12 @@ fn note_failed(report: &mut PublishReport, seq: u64) {
 /// Produces `plan.total` records at `plan.rate` and waits for every ack.
 /// A record the producer refuses or the broker never acknowledges counts as
 /// failed: it is not in the topic, so no subscriber is expected to see it.
-pub async fn run(producer: &FutureProducer, plan: &ProducePlan) -> Result<Produced> {
+/// `progress`, if given, always holds the next `seq` to be handed over.
+pub async fn run(
+    producer: &FutureProducer,
+    plan: &ProducePlan,
+    progress: Option<&AtomicU64>,
+) -> Result<Produced> {
     anyhow::ensure!(plan.keys > 0 && plan.rate > 0.0, "bad produce plan");
     let mut report = PublishReport::default();
     let mut pacer = Pacer::new(plan.rate, plan.total);
@@ -169,6 +175,9 @@ pub async fn run(producer: &FutureProducer, plan: &ProducePlan) -> Result<Produc
                     note_error(&mut report, e.to_string());
                 }
             }
+        }
+        if let Some(progress) = progress {
+            progress.store(pacer.next, Ordering::Relaxed);
         }
         if !pending.is_empty() {
             report.requests += 1;

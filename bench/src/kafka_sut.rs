@@ -2,10 +2,16 @@
 //! `fjord run` (the relay feeds the proxy's hub in-process) or `fjord relay`
 //! and `fjord proxy` as two processes meeting over ZeroMQ (XPUB → SUB).
 //!
-//! Both read one private `fjord.toml` written into a temporary directory:
-//! the proxy routes every path to `fjord-bench origin` (so `GET /<channel>`
-//! is an SSE stream on `<channel>`), the relay maps records of the topic to
-//! channel `{channel_prefix}{key}`. Every address is loopback.
+//! Both read one private `fjord.toml` written into a temporary directory; the
+//! relay maps records of the topic to channel `orders.{key}`. Subscribers
+//! reach a channel through one of two routes:
+//! - direct (default): `[[proxy.route]] path = "/orders/{id}"`,
+//!   `channel = "orders.{id}"`, `auth = "public"` — the proxy answers by
+//!   itself, as a SuperEats browser would be served;
+//! - origin: every path goes to `fjord-bench origin`, so `GET /orders.17`
+//!   is a GRIP stream hold on `orders.17`, as in the GRIP scenarios.
+//!
+//! Every address is loopback.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -31,16 +37,38 @@ pub enum Topology {
     Split,
 }
 
-/// What the relay consumes and how it names channels.
+/// How subscribers reach a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteKind {
+    /// Direct mode: `GET /orders/{id}` streams channel `orders.{id}`.
+    Direct,
+    /// GRIP origin mode through `fjord-bench origin`: `GET /orders.{id}`.
+    Origin,
+}
+
+impl RouteKind {
+    /// Subscribe path of the channel of key `key` is `{prefix}{key}`.
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            RouteKind::Direct => "/orders/",
+            RouteKind::Origin => "/orders.",
+        }
+    }
+}
+
+/// What the relay consumes.
 pub struct KafkaFeed {
     pub bootstrap: String,
     pub topic: String,
     pub group: String,
-    /// Channel of a record is `{channel_prefix}{key}`.
-    pub channel_prefix: String,
     /// Extra `[kafka]` settings for the relay's consumer (librdkafka names).
     pub extra: Vec<(String, String)>,
 }
+
+/// The `[[proxy.route]]` of a direct-mode run.
+const DIRECT_ROUTE: &str =
+    "[[proxy.route]]\npath = \"/orders/{id}\"\nchannel = \"orders.{id}\"\nauth = \"public\"\n";
 
 /// One running `fjord` process of the system under test.
 struct Member {
@@ -56,7 +84,7 @@ pub struct KafkaSut {
     pub config_text: String,
     // Drop order: fjord processes first, then the origin, then the directory.
     members: Vec<Member>,
-    _origin: GroupChild,
+    _origin: Option<GroupChild>,
     dir: tempfile::TempDir,
 }
 
@@ -83,15 +111,21 @@ struct Ports {
     publish: SocketAddr,
 }
 
-fn config_text(topology: Topology, feed: &KafkaFeed, p: &Ports) -> String {
+fn config_text(topology: Topology, route: RouteKind, feed: &KafkaFeed, p: &Ports) -> String {
     let mut proxy = format!(
-        "[proxy]\nlisten = \"{}\"\ncontrol = \"{}\"\nzmq_pull = \"\"\nzmq_sub = \"\"\n\
-         routes_file = \"routes\"\n",
+        "[proxy]\nlisten = \"{}\"\ncontrol = \"{}\"\nzmq_pull = \"\"\nzmq_sub = \"\"\n",
         p.http, p.control
     );
+    if route == RouteKind::Origin {
+        proxy.push_str("routes_file = \"routes\"\n");
+    }
     let mut relay = format!("[relay]\ncontrol = \"{}\"\n", p.relay_control);
     if topology == Topology::Split {
         proxy.push_str(&format!("relays = [\"tcp://{}\"]\n", p.publish));
+        if route == RouteKind::Direct {
+            // `fjord run` replays from its own relay; the split proxy is told.
+            proxy.push_str(&format!("replay = \"http://{}\"\n", p.relay_control));
+        }
         relay.push_str(&format!("publish = \"tcp://{}\"\n", p.publish));
     }
     let mut kafka = format!(
@@ -106,15 +140,19 @@ fn config_text(topology: Topology, feed: &KafkaFeed, p: &Ports) -> String {
     let stream = format!(
         "[[relay.stream]]\ntopic = {}\nchannel = {}\nevent = \"order\"\n",
         toml_str(&feed.topic),
-        toml_str(&format!("{}{{key}}", feed.channel_prefix))
+        toml_str("orders.{key}")
     );
-    format!("{proxy}\n{kafka}\n{relay}\n{stream}")
+    let routes = match route {
+        RouteKind::Direct => DIRECT_ROUTE,
+        RouteKind::Origin => "",
+    };
+    format!("{proxy}\n{routes}\n{kafka}\n{relay}\n{stream}")
 }
 
 impl KafkaSut {
     /// Writes the configuration, starts the origin and the `fjord`
     /// process(es), and waits until the proxy is healthy and the relay ready.
-    pub async fn start(topology: Topology, feed: &KafkaFeed) -> Result<KafkaSut> {
+    pub async fn start(topology: Topology, route: RouteKind, feed: &KafkaFeed) -> Result<KafkaSut> {
         let mut dir = tempfile::Builder::new()
             .prefix("fjord-bench-kafka-")
             .tempdir()?;
@@ -128,15 +166,21 @@ impl KafkaSut {
             "{} missing (cargo build --release -p fjord, or set FJORD_BIN)",
             bin.display()
         );
-        let (origin_addr, origin) = spawn_origin(&dir.path().join("origin.log"))?;
-        fs::write(dir.path().join("routes"), format!("* {origin_addr}\n"))?;
+        let origin = match route {
+            RouteKind::Direct => None,
+            RouteKind::Origin => {
+                let (addr, child) = spawn_origin(&dir.path().join("origin.log"))?;
+                fs::write(dir.path().join("routes"), format!("* {addr}\n"))?;
+                Some(child)
+            }
+        };
         let ports = Ports {
             http: loopback(free_port()?),
             control: loopback(free_port()?),
             relay_control: loopback(free_port()?),
             publish: loopback(free_port()?),
         };
-        let text = config_text(topology, feed, &ports);
+        let text = config_text(topology, route, feed, &ports);
         let config = dir.path().join("fjord.toml");
         fs::write(&config, &text)?;
         let log = std::env::var("FJORD_BENCH_FJORD_LOG").unwrap_or_else(|_| "warn".into());
@@ -254,7 +298,6 @@ mod tests {
             bootstrap: "127.0.0.1:9092".into(),
             topic: "orders".into(),
             group: "g".into(),
-            channel_prefix: "orders.".into(),
             extra: vec![("fetch.wait.max.ms".into(), "10".into())],
         }
     }
@@ -270,8 +313,10 @@ mod tests {
 
     #[test]
     fn run_config_has_no_zeromq_hop() {
-        let text = config_text(Topology::Run, &feed(), &ports());
+        let text = config_text(Topology::Run, RouteKind::Origin, &feed(), &ports());
         assert!(!text.contains("relays"), "{text}");
+        assert!(text.contains("routes_file"), "{text}");
+        assert!(!text.contains("[[proxy.route]]"), "{text}");
         assert!(!text.contains("publish ="), "{text}");
         assert!(text.contains("channel = \"orders.{key}\""), "{text}");
         assert!(text.contains("\"fetch.wait.max.ms\" = \"10\""), "{text}");
@@ -279,7 +324,10 @@ mod tests {
 
     #[test]
     fn split_config_points_the_proxy_at_the_relay() {
-        let text = config_text(Topology::Split, &feed(), &ports());
+        let text = config_text(Topology::Split, RouteKind::Direct, &feed(), &ports());
+        assert!(text.contains("path = \"/orders/{id}\""), "{text}");
+        assert!(text.contains("replay = \"http://127.0.0.1:3\""), "{text}");
+        assert!(!text.contains("routes_file"), "{text}");
         assert!(text.contains("relays = [\"tcp://127.0.0.1:4\"]"), "{text}");
         assert!(text.contains("publish = \"tcp://127.0.0.1:4\""), "{text}");
     }

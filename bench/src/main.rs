@@ -1,6 +1,7 @@
 //! `fjord-bench`: load generator and benchmark harness for GRIP/SSE servers.
 //!
-//! Scenario commands (`conns`, `fanout`, `fanout-many`, `kafka-e2e`) start the system under
+//! Scenario commands (`conns`, `fanout`, `fanout-many`, `kafka-e2e`,
+//! `resume-storm`) start the system under
 //! test, run a bounded load, stop everything and print one JSON line on
 //! stdout (progress goes to stderr). `origin` and `worker` are helper
 //! processes the scenarios spawn; they can also be run by hand.
@@ -10,12 +11,15 @@ mod fleet;
 mod histogram;
 mod kafka_e2e;
 mod kafka_producer;
+mod kafka_rig;
 mod kafka_sut;
 mod loadavg;
 mod origin;
 mod payload;
 mod procstat;
 mod publisher;
+mod resume;
+mod resume_storm;
 mod scenarios;
 mod sse;
 mod subscribers;
@@ -51,6 +55,10 @@ enum Cmd {
     /// to SSE subscribers (default 1,000 subscribers, 1,000 records/s, 20 s):
     /// produce-to-receipt latency, loss, CPU and RSS of Fjord.
     KafkaE2e(kafka_e2e::KafkaE2eArgs),
+    /// 10,000 subscribers on a direct route drop their streams at once and
+    /// reconnect with their last event id while records keep coming: time
+    /// until all caught up, lost and duplicated events.
+    ResumeStorm(resume_storm::ResumeStormArgs),
     /// Tiny GRIP origin: every path becomes a stream hold on that channel.
     Origin(origin::OriginArgs),
     /// Load-generator worker process (spawned by the scenarios).
@@ -67,9 +75,14 @@ fn main() -> Result<()> {
             run_scenario(cap, async move { scenarios::conns(&a).await })
         }
         Cmd::KafkaE2e(a) => {
-            kafka_e2e::select_tansu(&a)?;
-            let cap = a.load.max_seconds;
+            kafka_rig::select_tansu(&a.kafka)?;
+            let cap = a.kafka.load.max_seconds;
             run_scenario(cap, async move { kafka_e2e::run(&a).await })
+        }
+        Cmd::ResumeStorm(a) => {
+            kafka_rig::select_tansu(&a.kafka)?;
+            let cap = a.kafka.load.max_seconds;
+            run_scenario(cap, async move { resume_storm::run(&a).await })
         }
         Cmd::Fanout(a) => {
             let cap = a.common.load.max_seconds;

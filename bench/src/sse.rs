@@ -16,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::histogram::Histogram;
 use crate::payload;
+use crate::resume::Trail;
 
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -36,6 +37,13 @@ pub struct Counters {
     pub regressions: AtomicU64,
     pub bytes: AtomicU64,
     pub latency: Mutex<Histogram>,
+    /// Forced reconnects that succeeded / gave up.
+    pub reconnects: AtomicU64,
+    pub reconnect_failures: AtomicU64,
+    /// Disconnect order → new stream's response head, µs.
+    pub reconnect_latency: Mutex<Histogram>,
+    /// Disconnect order → every record produced before it received, µs.
+    pub catch_up_latency: Mutex<Histogram>,
 }
 
 impl Counters {
@@ -45,6 +53,22 @@ impl Counters {
         self.regressions.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.latency.lock().expect("latency lock").clear();
+        self.reconnects.store(0, Ordering::Relaxed);
+        self.reconnect_failures.store(0, Ordering::Relaxed);
+        self.reconnect_latency
+            .lock()
+            .expect("reconnect lock")
+            .clear();
+        self.catch_up_latency.lock().expect("catch-up lock").clear();
+    }
+
+    /// Records a connection that reached its catch-up goal now.
+    pub fn caught_up(&self, since_us: u64) {
+        let took = payload::now_us().saturating_sub(since_us);
+        self.catch_up_latency
+            .lock()
+            .expect("catch-up lock")
+            .record(took);
     }
 }
 
@@ -54,8 +78,8 @@ pub struct OpenStream {
     body: BodyDecoder,
     sse: SseParser,
     leftover: Vec<u8>,
-    /// `seq` of the last event on this connection.
-    last_seq: Option<u64>,
+    /// Last id and seq seen, catch-up goal: kept across reconnects.
+    pub trail: Trail,
 }
 
 /// Connects from `source` (bind before connect, so many loopback source
@@ -132,14 +156,15 @@ async fn open_inner(source: IpAddr, server: SocketAddr, path: &str) -> Result<Op
         },
         sse: SseParser::default(),
         leftover,
-        last_seq: None,
+        trail: Trail::default(),
     })
 }
 
 impl OpenStream {
     /// Reads until the server closes the stream, counting events into
-    /// `counters`. Returns `Ok` on a clean end of stream.
-    pub async fn pump(mut self, counters: &Counters) -> Result<()> {
+    /// `counters`. Returns `Ok` on a clean end of stream. Cancelling it
+    /// between reads leaves the stream and its trail consistent.
+    pub async fn pump(&mut self, counters: &Counters) -> Result<()> {
         if !self.leftover.is_empty() {
             let leftover = std::mem::take(&mut self.leftover);
             if self.feed(&leftover, counters)? {
@@ -172,29 +197,33 @@ impl OpenStream {
         let mut lat = Vec::new();
         let mut bad = 0u64;
         let mut regressions = 0u64;
-        let mut last_seq = self.last_seq;
-        let mut on_data = |data: &[u8]| {
+        let trail = &mut self.trail;
+        let mut on_event = |id: Option<&[u8]>, data: Option<&[u8]>| {
+            if let Some(id) = id {
+                trail.last_id = Some(String::from_utf8_lossy(id).into_owned());
+            }
+            let Some(data) = data else { return };
             match payload::parse_ts(data) {
                 Some(ts) => lat.push(now.saturating_sub(ts)),
                 None => bad += 1,
             }
             if let Some(seq) = payload::parse_seq(data) {
-                if last_seq.is_some_and(|last| seq <= last) {
+                if trail.last_seq.is_some_and(|last| seq <= last) {
                     regressions += 1;
                 }
-                last_seq = Some(seq);
+                trail.last_seq = Some(seq);
             }
         };
         let done = match &mut self.body {
             BodyDecoder::Raw => {
-                self.sse.feed(input, &mut on_data);
+                self.sse.feed(input, &mut on_event);
                 false
             }
             BodyDecoder::Chunked(state) => DECODED.with(|cell| -> Result<bool> {
                 let mut decoded = cell.borrow_mut();
                 decoded.clear();
                 let done = state.decode(input, &mut decoded)?;
-                self.sse.feed(&decoded, &mut on_data);
+                self.sse.feed(&decoded, &mut on_event);
                 Ok(done)
             })?,
         };
@@ -207,7 +236,12 @@ impl OpenStream {
                 hist.record(v);
             }
         }
-        self.last_seq = last_seq;
+        if let Some(goal) = self.trail.catch_up {
+            if self.trail.reached(&goal) {
+                self.trail.catch_up = None;
+                counters.caught_up(goal.since_us);
+            }
+        }
         if bad > 0 {
             counters.bad_events.fetch_add(bad, Ordering::Relaxed);
         }
@@ -329,15 +363,16 @@ impl ChunkState {
     }
 }
 
-/// SSE event splitter: calls `on_data` with the `data:` value of every
-/// complete event that has one. Comments and other fields are ignored.
+/// SSE event splitter: calls `on_event` with the `id:` and `data:` values of
+/// every complete event that has either. Comments and other fields are
+/// ignored.
 #[derive(Default)]
 struct SseParser {
     pending: Vec<u8>,
 }
 
 impl SseParser {
-    fn feed(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) {
+    fn feed(&mut self, input: &[u8], mut on_event: impl FnMut(Option<&[u8]>, Option<&[u8]>)) {
         if input.is_empty() {
             return;
         }
@@ -368,17 +403,27 @@ impl SseParser {
         };
         while let Some((end, next)) = normalized_end(buf, start) {
             let event = &buf[start..end];
+            let (mut id, mut data) = (None, None);
             for line in event.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 if let Some(value) = line.strip_prefix(b"data:") {
-                    let value = value.strip_prefix(b" ").unwrap_or(value);
-                    on_data(value);
+                    data = Some(strip_space(value));
+                } else if let Some(value) = line.strip_prefix(b"id:") {
+                    id = Some(strip_space(value));
                 }
+            }
+            if id.is_some() || data.is_some() {
+                on_event(id, data);
             }
             start = next;
         }
         self.pending.extend_from_slice(&buf[start..]);
     }
+}
+
+/// A field value without the one optional space after the colon.
+fn strip_space(value: &[u8]) -> &[u8] {
+    value.strip_prefix(b" ").unwrap_or(value)
 }
 
 #[cfg(test)]
@@ -409,9 +454,15 @@ mod tests {
         for cut in 0..wire.len() {
             let mut p = SseParser::default();
             let mut got = Vec::new();
-            p.feed(&wire[..cut], |d| got.push(payload::parse_ts(d)));
-            p.feed(&wire[cut..], |d| got.push(payload::parse_ts(d)));
+            let mut ids = Vec::new();
+            let mut on_event = |id: Option<&[u8]>, d: Option<&[u8]>| {
+                ids.push(id.map(<[u8]>::to_vec));
+                got.push(d.and_then(payload::parse_ts));
+            };
+            p.feed(&wire[..cut], &mut on_event);
+            p.feed(&wire[cut..], &mut on_event);
             assert_eq!(got, vec![Some(5), Some(6)], "cut {cut}");
+            assert_eq!(ids, vec![Some(b"1".to_vec()), None], "cut {cut}");
             assert!(p.pending.is_empty());
         }
     }

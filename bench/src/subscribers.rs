@@ -27,6 +27,9 @@ pub struct LoadOpts {
     /// Extra attempts for a failed connection set-up.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    /// Forced reconnects in flight, over all workers (resume-storm).
+    #[arg(long, default_value_t = 256)]
+    pub reconnect_concurrency: usize,
     /// Seconds to let the system settle before memory samples.
     #[arg(long, default_value_t = 5)]
     pub settle: u64,
@@ -70,6 +73,7 @@ impl Subscribers {
             min_workers: 2,
             sources: o.sources.clone().unwrap_or_else(fleet::default_sources),
             setup_concurrency: o.setup_concurrency,
+            reconnect_concurrency: o.reconnect_concurrency,
             retries: o.retries,
             max_seconds: o.max_seconds + 60,
         };

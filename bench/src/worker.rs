@@ -9,6 +9,10 @@
 //! - after every connection attempt has finished: `{"type":"ready",...}`;
 //! - stdin `reset`  → zero event counters and the latency histogram;
 //! - stdin `report` → one `{"type":"report",...}` line;
+//! - stdin `storm NEXT_SEQ T_US` → every connection drops its stream at once
+//!   and reconnects with `lastEventId=<its last event id>`; it counts as
+//!   caught up once it has the last record of its channel below `NEXT_SEQ`
+//!   (record `k` goes to channel `k % channels`); times are from `T_US`;
 //! - stdin `stop` or end of stdin → exit. The process also exits by itself
 //!   after `--max-seconds`.
 
@@ -22,10 +26,11 @@ use anyhow::Result;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::histogram::SparseHistogram;
-use crate::sse::{self, Counters};
+use crate::resume::{self, CatchUp};
+use crate::sse::{self, Counters, OpenStream};
 
 /// Arguments of `fjord-bench worker` (normally passed by the runner).
 #[derive(Debug, Clone, Args)]
@@ -59,6 +64,9 @@ pub struct WorkerArgs {
     /// Per-attempt set-up timeout in seconds.
     #[arg(long, default_value_t = 30)]
     pub setup_timeout: u64,
+    /// Forced reconnects in flight at once (this worker).
+    #[arg(long, default_value_t = 128)]
+    pub reconnect_concurrency: usize,
     /// Hard lifetime cap in seconds.
     #[arg(long, default_value_t = 1800)]
     pub max_seconds: u64,
@@ -90,6 +98,14 @@ pub struct Report {
     pub regressions: u64,
     pub bytes: u64,
     pub latency: SparseHistogram,
+    #[serde(default)]
+    pub reconnects: u64,
+    #[serde(default)]
+    pub reconnect_failures: u64,
+    #[serde(default)]
+    pub reconnect_latency: SparseHistogram,
+    #[serde(default)]
+    pub catch_up_latency: SparseHistogram,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +122,25 @@ struct Shared {
     counters: Counters,
     opened: AtomicU64,
     closed: AtomicU64,
+}
+
+/// A forced disconnect, as ordered by the runner.
+#[derive(Debug, Clone, Copy)]
+struct Storm {
+    next_seq: u64,
+    since_us: u64,
+}
+
+/// What a connection task needs to reconnect.
+struct Reconnect {
+    source: IpAddr,
+    addr: SocketAddr,
+    path: String,
+    channel_index: u64,
+    channels: u64,
+    retries: u32,
+    timeout: Duration,
+    permits: Arc<Semaphore>,
 }
 
 enum SetupResult {
@@ -148,6 +183,8 @@ async fn run(args: WorkerArgs) -> Result<()> {
     anyhow::ensure!(args.channels > 0, "channels must be > 0");
     let shared = Arc::new(Shared::default());
     let permits = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
+    let reconnect_permits = Arc::new(Semaphore::new(args.reconnect_concurrency.max(1)));
+    let (storm_tx, storm_rx) = watch::channel(None::<Storm>);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
 
@@ -158,6 +195,17 @@ async fn run(args: WorkerArgs) -> Result<()> {
         let shared = shared.clone();
         let permits = permits.clone();
         let tx = tx.clone();
+        let storms = storm_rx.clone();
+        let reconnect = Reconnect {
+            source,
+            addr: args.addr,
+            path: path.clone(),
+            channel_index: (idx % args.channels) as u64,
+            channels: args.channels as u64,
+            retries: args.retries,
+            timeout: Duration::from_secs(args.setup_timeout),
+            permits: reconnect_permits.clone(),
+        };
         let (addr, retries) = (args.addr, args.retries);
         let timeout = Duration::from_secs(args.setup_timeout);
         tokio::spawn(async move {
@@ -184,7 +232,7 @@ async fn run(args: WorkerArgs) -> Result<()> {
             let _ = tx.send(SetupResult::Opened);
             drop(tx);
             let opened_at = Instant::now();
-            let res = stream.pump(&shared.counters).await;
+            let res = hold(stream, storms, &reconnect, &shared.counters).await;
             let why = match res {
                 Ok(()) => "closed by server".to_string(),
                 Err(e) => format!("failed: {e:#}"),
@@ -229,6 +277,12 @@ async fn run(args: WorkerArgs) -> Result<()> {
     while let Some(cmd) = lines.next_line().await? {
         match cmd.trim() {
             "reset" => shared.counters.reset(),
+            cmd if cmd.starts_with("storm ") => match parse_storm(cmd) {
+                Some(storm) => {
+                    let _ = storm_tx.send(Some(storm));
+                }
+                None => eprintln!("worker: bad storm command {cmd:?}"),
+            },
             "report" => emit(&Line::Report(snapshot(&shared)))?,
             "stop" => break,
             "" => {}
@@ -248,5 +302,90 @@ fn snapshot(shared: &Shared) -> Report {
         regressions: c.regressions.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         latency: c.latency.lock().expect("latency lock").to_sparse(),
+        reconnects: c.reconnects.load(Ordering::Relaxed),
+        reconnect_failures: c.reconnect_failures.load(Ordering::Relaxed),
+        reconnect_latency: c
+            .reconnect_latency
+            .lock()
+            .expect("reconnect lock")
+            .to_sparse(),
+        catch_up_latency: c
+            .catch_up_latency
+            .lock()
+            .expect("catch-up lock")
+            .to_sparse(),
+    }
+}
+
+fn parse_storm(cmd: &str) -> Option<Storm> {
+    let mut parts = cmd.split_whitespace().skip(1);
+    let next_seq = parts.next()?.parse().ok()?;
+    let since_us = parts.next()?.parse().ok()?;
+    Some(Storm { next_seq, since_us })
+}
+
+/// Reads the stream until the server closes it; on a storm order, drops it
+/// and reconnects with the last event id, then goes on reading. Returns
+/// `Ok` when the server closed the stream, an error when reading or
+/// reconnecting failed.
+async fn hold(
+    mut stream: OpenStream,
+    mut storms: watch::Receiver<Option<Storm>>,
+    r: &Reconnect,
+    counters: &Counters,
+) -> Result<()> {
+    enum Next {
+        Closed(Result<()>),
+        Storm(Option<Storm>),
+    }
+    loop {
+        let next = tokio::select! {
+            res = stream.pump(counters) => Next::Closed(res),
+            changed = storms.changed() => match changed {
+                Ok(()) => Next::Storm(*storms.borrow_and_update()),
+                // The runner is gone: keep reading until the process exits.
+                Err(_) => Next::Closed(stream.pump(counters).await),
+            },
+        };
+        let storm = match next {
+            Next::Closed(res) => return res,
+            Next::Storm(None) => continue,
+            Next::Storm(Some(storm)) => storm,
+        };
+        let mut trail = std::mem::take(&mut stream.trail);
+        drop(stream); // the disconnect
+        let goal = CatchUp {
+            target: resume::last_before(r.channel_index, r.channels, storm.next_seq),
+            since_us: storm.since_us,
+        };
+        let path = resume::resume_path(&r.path, trail.last_id.as_deref());
+        let mut attempts = 0;
+        stream = loop {
+            attempts += 1;
+            let permit = r.permits.acquire().await.expect("semaphore open");
+            let res = sse::open(r.source, r.addr, &path, r.timeout).await;
+            drop(permit);
+            match res {
+                Ok(s) => break s,
+                Err(e) if attempts > r.retries => {
+                    counters.reconnect_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(e.context("reconnect"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let took = crate::payload::now_us().saturating_sub(storm.since_us);
+        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        counters
+            .reconnect_latency
+            .lock()
+            .expect("reconnect lock")
+            .record(took);
+        if trail.reached(&goal) {
+            counters.caught_up(goal.since_us);
+        } else {
+            trail.catch_up = Some(goal);
+        }
+        stream.trail = trail;
     }
 }
