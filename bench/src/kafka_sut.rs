@@ -80,6 +80,8 @@ struct Member {
 pub struct KafkaSut {
     /// Where subscribers connect.
     pub client: SocketAddr,
+    /// The proxy's control address (`/metrics`).
+    pub control: SocketAddr,
     /// The configuration file, echoed in the results.
     pub config_text: String,
     // Drop order: fjord processes first, then the origin, then the directory.
@@ -201,6 +203,7 @@ impl KafkaSut {
         }
         let mut sut = KafkaSut {
             client: ports.http,
+            control: ports.control,
             config_text: text,
             members,
             _origin: origin,
@@ -222,7 +225,7 @@ impl KafkaSut {
     async fn wait_ok(&mut self, addr: SocketAddr, path: &str, deadline: Instant) -> Result<()> {
         loop {
             self.check_alive()?;
-            if http_get_status(addr, path).await.ok() == Some(200) {
+            if http_get(addr, path).await.ok().map(|r| r.0) == Some(200) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -270,19 +273,49 @@ impl KafkaSut {
     }
 }
 
-/// Status code of `GET path` on `addr` (one request, connection closed).
-async fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+/// The proxy's Prometheus samples whose metric name starts with one of
+/// `prefixes`, as `{"name{labels}": value}`.
+pub async fn proxy_metrics(control: SocketAddr, prefixes: &[&str]) -> Result<serde_json::Value> {
+    let (status, text) = http_get(control, "/metrics").await?;
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    let mut out = serde_json::Map::new();
+    for line in text
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.starts_with('#'))
+    {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            if let Ok(v) = value.parse::<f64>() {
+                out.insert(name.to_string(), v.into());
+            }
+        }
+    }
+    Ok(out.into())
+}
+
+/// Status code and body of `GET path` on `addr` (one request, connection
+/// closed; the body as sent, chunked framing included).
+async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let fut = async {
         let mut stream = TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
-        let mut head = Vec::new();
-        stream.read_to_end(&mut head).await?;
-        let text = String::from_utf8_lossy(&head);
-        text.split(' ')
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        let text = String::from_utf8_lossy(&raw);
+        let status = text
+            .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .context("no status code")
+            .context("no status code")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
     };
     tokio::time::timeout(Duration::from_secs(2), fut)
         .await

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use crate::kafka_producer::{self, ProducePlan};
 use crate::kafka_rig::{KafkaOpts, Rig};
-use crate::kafka_sut::RouteKind;
+use crate::kafka_sut::{self, RouteKind};
 use crate::loadavg;
 use crate::payload;
 
@@ -94,6 +94,17 @@ pub async fn run(a: &ResumeStormArgs) -> Result<Value> {
         .await?;
     let after = rig.sample()?;
     let alive = rig.sut.check_alive().is_ok();
+    let metrics = kafka_sut::proxy_metrics(
+        rig.sut.control,
+        &[
+            "fjord_proxy_resumes_total",
+            "fjord_proxy_gaps_total",
+            "fjord_proxy_direct_closes_total",
+            "fjord_proxy_queue_overflows_total",
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| Value::String(format!("unavailable: {e:#}")));
 
     let m = &d.merged;
     let unique = m.events.saturating_sub(m.regressions);
@@ -130,6 +141,7 @@ pub async fn run(a: &ResumeStormArgs) -> Result<Value> {
         "closed_during_run": m.closed,
         "bad_events": m.bad_events,
         "latency": m.latency_summary(),
+        "proxy_metrics": metrics,
         "resources": before.delta_json(&after),
         "server_alive_at_end": alive,
         "settings": rig.settings_json(),
