@@ -6,6 +6,7 @@ mod demo_cmd;
 mod proxy_cmd;
 mod publish_cmd;
 mod relay_cmd;
+mod route_config;
 mod run_cmd;
 mod token_cmd;
 
