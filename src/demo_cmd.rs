@@ -17,7 +17,7 @@ use crate::config::FjordConfig;
 use crate::demo::kafka::{self, EmbeddedKafka};
 use crate::demo::setup::{self, DemoDir, DemoSettings};
 use crate::demo::supereats::SuperEats;
-use crate::{proxy_cmd, relay_cmd};
+use crate::{proxy_cmd, relay_cmd, route_config};
 
 #[derive(Args)]
 #[command(
@@ -80,9 +80,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = FjordConfig::parse(&text, &config_path.display().to_string())?;
     let token = setup::mint_page_token(&config, dir.root())?;
     dir.write_page(&token, tick)?;
-    let proxy_config = proxy_cmd::build_from_file(&config, Some(dir.root()))?;
+    let mut proxy_config = proxy_cmd::build_from_file(&config, Some(dir.root()))?;
     let mut relay_config =
         relay_cmd::build(&config, false).map_err(|e| anyhow!("{}: {e}", config_path.display()))?;
+    // As in `fjord run`: direct routes replay from the relay beside them.
+    let own_relay = relay_config.control.map(|addr| format!("http://{addr}"));
+    proxy_config.direct = route_config::direct_settings(&config, Some(dir.root()), own_relay)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -44,7 +44,7 @@ impl Demo {
             .args(["--listen", &format!("127.0.0.1:{http}")])
             .args(["--control", &format!("127.0.0.1:{control}")])
             .args(["--relay-control", &format!("127.0.0.1:{relay}")])
-            .args(["--tick-ms", "250", "--orders", "4"])
+            .args(["--tick-ms", "250", "--orders", "8"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

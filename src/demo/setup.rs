@@ -113,7 +113,6 @@ listen   = "{listen}"
 control  = "{control}"
 zmq_pull = ""
 zmq_sub  = ""
-replay   = "http://{relay_control}"
 
 # A customer's order: /orders/2235407 streams channel orders.2235407;
 # /orders/all is the dashboard of every order.
