@@ -126,7 +126,8 @@ async fn metric(port: u16, name: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
-            (key == name || key.starts_with(&format!("{name}{{"))).then(|| value.parse::<f64>().ok())?
+            (key == name || key.starts_with(&format!("{name}{{")))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
@@ -155,7 +156,10 @@ fn values(prefix: &str, partitions: &[i32], count: usize) -> Vec<(i32, String)> 
     (0..count)
         .map(|i| {
             let partition = partitions[i % partitions.len()];
-            (partition, format!("{{\"v\":\"{prefix}{i}\",\"p\":{partition}}}"))
+            (
+                partition,
+                format!("{{\"v\":\"{prefix}{i}\",\"p\":{partition}}}"),
+            )
         })
         .collect()
 }
@@ -222,7 +226,10 @@ async fn cut_off_and_resume(deployment: &Deployment, broker: &KafkaBroker, parti
     let before = values("a", partitions, 6);
     produce(broker, &before).await;
     let seen = read_events(&mut first, before.len()).await;
-    assert_eq!(data(&seen), before.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        data(&seen),
+        before.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()
+    );
     let last_id = seen.last().and_then(|e| e.id.clone()).expect("an id");
     drop(first);
 
@@ -255,11 +262,19 @@ async fn reconnect_with_last_event_id_replays_missed_records_from_history() {
     wait_ready(deployment.relay_control).await;
     cut_off_and_resume(&deployment, &broker, &[0]).await;
     assert_eq!(
-        metric(deployment.control, "fjord_proxy_resumes_total{source=\"history\"}").await,
+        metric(
+            deployment.control,
+            "fjord_proxy_resumes_total{source=\"history\"}"
+        )
+        .await,
         1.0
     );
     assert_eq!(
-        metric(deployment.control, "fjord_proxy_resumes_total{source=\"replay\"}").await,
+        metric(
+            deployment.control,
+            "fjord_proxy_resumes_total{source=\"replay\"}"
+        )
+        .await,
         0.0
     );
 }
@@ -274,7 +289,11 @@ async fn reconnect_beyond_the_history_replays_missed_records_from_kafka() {
     wait_ready(deployment.relay_control).await;
     cut_off_and_resume(&deployment, &broker, &[0]).await;
     assert_eq!(
-        metric(deployment.control, "fjord_proxy_resumes_total{source=\"replay\"}").await,
+        metric(
+            deployment.control,
+            "fjord_proxy_resumes_total{source=\"replay\"}"
+        )
+        .await,
         1.0
     );
 }
@@ -300,7 +319,11 @@ async fn reconnect_to_a_channel_fed_by_several_partitions_misses_nothing() {
     wait_ready(deployment.relay_control).await;
     cut_off_and_resume(&deployment, &broker, &[0, 1, 2]).await;
     assert_eq!(
-        metric(deployment.control, "fjord_proxy_resumes_total{source=\"replay\"}").await,
+        metric(
+            deployment.control,
+            "fjord_proxy_resumes_total{source=\"replay\"}"
+        )
+        .await,
         1.0
     );
 }
@@ -316,7 +339,12 @@ async fn reconnect_after_the_proxy_was_killed_and_restarted_misses_nothing() {
     wait_ready(deployment.control).await;
 
     let mut first = open(&deployment, None).await;
-    wait_metric(deployment.relay_control, "fjord_relay_xpub_subscriptions", 1.0).await;
+    wait_metric(
+        deployment.relay_control,
+        "fjord_relay_xpub_subscriptions",
+        1.0,
+    )
+    .await;
     let before = values("a", &[0, 1], 4);
     produce(&broker, &before).await;
     let seen = read_events(&mut first, before.len()).await;
@@ -343,7 +371,12 @@ async fn reconnect_after_the_proxy_was_killed_and_restarted_misses_nothing() {
     assert_eq!(per_partition(&resumed), per_partition(&expected));
     assert_eq!(resumed.len(), expected.len());
 
-    wait_metric(deployment.relay_control, "fjord_relay_xpub_subscriptions", 1.0).await;
+    wait_metric(
+        deployment.relay_control,
+        "fjord_relay_xpub_subscriptions",
+        1.0,
+    )
+    .await;
     let live = values("c", &[0, 1], 4);
     produce(&broker, &live).await;
     let more = data(&read_events(&mut again, during.len() + live.len()).await);
@@ -362,7 +395,9 @@ async fn long_poll_walks_the_same_sequence_as_the_stream() {
     wait_ready(deployment.control).await;
     wait_ready(deployment.relay_control).await;
     let mut stream = open(&deployment, None).await;
-    let first = http_get(deployment.http, "/orders/7?mode=poll").await.expect("poll");
+    let first = http_get(deployment.http, "/orders/7?mode=poll")
+        .await
+        .expect("poll");
     let body = &first[first.find("\r\n\r\n").expect("head end") + 4..];
     let answer: serde_json::Value = serde_json::from_str(body).expect("JSON");
     let mut cursor = answer["cursor"].as_str().expect("cursor").to_owned();
@@ -374,9 +409,12 @@ async fn long_poll_walks_the_same_sequence_as_the_stream() {
     let mut polled: Vec<(String, String)> = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while polled.len() < records.len() && tokio::time::Instant::now() < deadline {
-        let response = http_get(deployment.http, &format!("/orders/7?mode=poll&since={cursor}"))
-            .await
-            .expect("poll");
+        let response = http_get(
+            deployment.http,
+            &format!("/orders/7?mode=poll&since={cursor}"),
+        )
+        .await
+        .expect("poll");
         let body = &response[response.find("\r\n\r\n").expect("head end") + 4..];
         let answer: serde_json::Value = serde_json::from_str(body).expect("JSON");
         for event in answer["events"].as_array().expect("events") {
