@@ -57,10 +57,10 @@ pub struct ProxySection {
     /// Relay control URL that direct routes replay missed records from (`fjord run`:
     /// the in-process relay's control port by default).
     pub replay: Option<String>,
-    /// Seconds a channel read by direct routes keeps its history after its last client
-    /// left, so clients that reconnect soon resume from memory.
-    #[serde(default = "defaults::history_linger")]
-    pub history_linger: u64,
+    /// Seconds a channel stays subscribed (upstream, and with its history for direct
+    /// routes) after its last client left: Pushpin's `subscription_linger`.
+    #[serde(default = "defaults::subscription_linger")]
+    pub subscription_linger: u64,
     #[serde(default)]
     pub route: Vec<RouteSection>,
 }
@@ -194,7 +194,7 @@ mod defaults {
     pub fn message_wait() -> u64 {
         5000
     }
-    pub fn history_linger() -> u64 {
+    pub fn subscription_linger() -> u64 {
         60
     }
 }

@@ -137,7 +137,7 @@ pub fn build_from_file(
                 message_wait: Duration::from_millis(section.message_wait),
                 id_cache_ttl: Duration::from_secs(section.id_cache_ttl),
             },
-            history_linger: Duration::from_secs(section.history_linger),
+            subscription_linger: Duration::from_secs(section.subscription_linger),
         },
         control_limits: Default::default(),
         sig: SigSettings {
