@@ -146,13 +146,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join(KEY_FILE), "00ff".repeat(16)).expect("key");
         std::fs::write(dir.path().join("routes"), "* localhost:8080\n").expect("routes");
+        std::fs::create_dir(dir.path().join("web")).expect("web");
         let uncommented = uncomment_examples(TEMPLATE).replace("\"…\"", "\"secret\"");
         let source = ConfigSource::new("fjord.toml", &uncommented);
         let report = check_source(&source, Some(dir.path()), Scope::Check);
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         assert!(problems.is_empty(), "{problems:#?}\n{uncommented}");
         let config = report.config.expect("parses");
-        assert_eq!(config.proxy.route.len(), 1);
+        assert_eq!(config.proxy.route.len(), 3);
+        assert!(config.proxy.replay.is_some());
         assert!(config.relay.stream[0].filter.is_some());
         assert!(config.auth.issuer.is_some());
     }

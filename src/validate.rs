@@ -112,6 +112,9 @@ pub fn check_source(source: &ConfigSource, base_dir: Option<&Path>, scope: Scope
     if relay_checked {
         let standalone = scope != Scope::Run;
         relay_rules::check(&config, source, standalone, &mut found);
+        if scope != Scope::Relay {
+            check_route_streams(&config, source, &mut found);
+        }
     }
     // A value serde refused was replaced by its default; a rule about its entry would
     // only repeat that problem in other words.
@@ -150,6 +153,38 @@ fn check_auth(
     }
 }
 
+/// A direct route's `stream` names the `[[relay.stream]]` it replays from; when the
+/// relay's rules are in the same file, that name must be one of them.
+fn check_route_streams(config: &FjordConfig, source: &ConfigSource, out: &mut Vec<Problem>) {
+    let names: Vec<&str> = config
+        .relay
+        .stream
+        .iter()
+        .filter_map(|s| s.name.as_deref())
+        .collect();
+    for (index, route) in config.proxy.route.iter().enumerate() {
+        let Some(stream) = route.stream.as_deref() else {
+            continue;
+        };
+        if !names.contains(&stream) {
+            let path = KeyPath::root("proxy")
+                .key("route")
+                .index(index)
+                .key("stream");
+            let known = if names.is_empty() {
+                "no [[relay.stream]] has a `name`".to_owned()
+            } else {
+                format!("named streams: {}", names.join(", "))
+            };
+            out.push(Problem::at(
+                source,
+                &path,
+                format!("no [[relay.stream]] is named {stream:?} ({known})"),
+            ));
+        }
+    }
+}
+
 /// Whether one problem's key lies inside the other's.
 fn related(a: &Problem, b: &Problem) -> bool {
     let (Some(a), Some(b)) = (&a.key, &b.key) else {
@@ -166,3 +201,6 @@ fn related(a: &Problem, b: &Problem) -> bool {
 
 /// How long `fjord check` waits for a broker to answer.
 pub const BROKER_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests;

@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
-use fjord_proxy::route::{OriginUrlError, Route};
+use fjord_proxy::route::OriginUrlError;
 use fjord_proxy::routes_file::load_routes_file;
 use fjord_proxy::zmtp::Endpoint;
 
 use crate::config::{ConfigSource, FjordConfig, KeyPath, Problem};
+use crate::route_config;
 
 pub fn check(
     config: &FjordConfig,
@@ -57,19 +58,58 @@ pub fn check(
             ));
         }
     }
+    if let Some(url) = section.replay.as_deref() {
+        if !url.starts_with("http://") {
+            let message = format!("{url:?} must be an http:// URL of a relay's control port");
+            out.push(Problem::at(source, &proxy.key("replay"), message));
+        }
+    }
     for (index, route) in section.route.iter().enumerate() {
         let at = proxy.key("route").index(index);
-        let Some(origin) = route.origin.as_deref() else {
-            out.push(Problem::at(source, &at, "`origin` is required"));
+        if let Err(e) = route_config::route(route, base_dir) {
+            out.push(Problem::at(
+                source,
+                &at.join(&route_error_key(&e)),
+                e.to_string(),
+            ));
             continue;
-        };
-        if let Err(e) = Route::from_origin_url(route.path.as_deref(), origin) {
-            let key = match e {
-                OriginUrlError::PathNotAbsolute(_) | OriginUrlError::PathTemplate(_) => "path",
-                _ => "origin",
-            };
-            out.push(Problem::at(source, &at.key(key), e.to_string()));
         }
+        let token_route = route.channel.is_some() && route.auth.as_deref() != Some("public");
+        if token_route && config.auth.jwt_key.is_none() {
+            let key = if route.auth.is_some() {
+                "auth"
+            } else {
+                "channel"
+            };
+            out.push(Problem::at(
+                source,
+                &at.key(key),
+                "this route checks client tokens (auth = \"token\", the default) but \
+                 [auth] jwt_key is not set; set it, or auth = \"public\"",
+            ));
+        }
+    }
+}
+
+/// The key a route error is about: the route translation names it first, in backticks
+/// (`` `channel`: … ``); origin URL errors name the origin or the path.
+fn route_error_key(error: &anyhow::Error) -> KeyPath {
+    if let Some(e) = error.downcast_ref::<OriginUrlError>() {
+        return KeyPath::root(match e {
+            OriginUrlError::PathNotAbsolute(_) | OriginUrlError::PathTemplate(_) => "path",
+            _ => "origin",
+        });
+    }
+    let text = error.to_string();
+    let named = text
+        .strip_prefix('`')
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(key, _)| key)
+        .filter(|key| !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    match named {
+        // "`origin`, `channel` and `files` exclude each other" is about the route.
+        Some(key) if !text.contains("exclude each other") => KeyPath::root(key),
+        _ => KeyPath::default(),
     }
 }
 
