@@ -2,6 +2,8 @@
 
 mod check_cmd;
 mod config;
+mod demo;
+mod demo_cmd;
 mod proxy_cmd;
 mod publish_cmd;
 mod relay_cmd;
@@ -41,6 +43,7 @@ enum Command {
     Publish(publish_cmd::PublishArgs),
     Setup(setup_cmd::SetupArgs),
     Check(check_cmd::CheckArgs),
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish_cmd::run(args),
         Command::Setup(args) => setup_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),
+        Command::Demo(args) => demo_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
