@@ -48,7 +48,7 @@ pub struct ProxyArgs {
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let (config, base_dir) = match &args.config {
         Some(path) => (
-            FjordConfig::load(path)?,
+            crate::validate::load(path, crate::validate::Scope::Proxy)?,
             path.parent().map(Path::to_path_buf),
         ),
         None => (FjordConfig::default(), None),
