@@ -54,6 +54,13 @@ pub struct ProxySection {
     /// Milliseconds an out-of-order item waits for its predecessor.
     #[serde(default = "defaults::message_wait")]
     pub message_wait: u64,
+    /// Relay control URL that direct routes replay missed records from (`fjord run`:
+    /// the in-process relay's control port by default).
+    pub replay: Option<String>,
+    /// Seconds a channel read by direct routes keeps its history after its last client
+    /// left, so clients that reconnect soon resume from memory.
+    #[serde(default = "defaults::history_linger")]
+    pub history_linger: u64,
     #[serde(default)]
     pub route: Vec<RouteSection>,
 }
@@ -65,13 +72,37 @@ impl Default for ProxySection {
     }
 }
 
-/// One `[[proxy.route]]`.
+/// One `[[proxy.route]]`: exactly one of `origin`, `channel` and `files`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
     pub path: Option<String>,
     /// GRIP origin mode: the backend's URL.
     pub origin: Option<String>,
+    /// Direct mode: the channel template over the path's `{name}`s.
+    pub channel: Option<String>,
+    /// Static files: a directory.
+    pub files: Option<PathBuf>,
+    /// Direct mode: the `[[relay.stream]]` (by name) that feeds the channel, for replays.
+    pub stream: Option<String>,
+    /// Direct mode: "token" (default) or "public".
+    pub auth: Option<String>,
+    /// Direct mode: channels per request, the path's plus `?channel=` extras.
+    pub max_channels: Option<usize>,
+    /// Direct mode: "resume" (default) or "conflate".
+    pub on_overflow: Option<String>,
+    /// Direct mode: seconds between SSE keep-alive comments (0 = none).
+    pub keep_alive: Option<u64>,
+    /// Direct mode: the SSE `retry:` hint in milliseconds.
+    pub retry_ms: Option<u64>,
+    /// Direct mode: origins allowed to read cross-site, or ["*"].
+    pub cors_origins: Option<Vec<String>>,
+    /// Direct mode: items kept per channel for resumes from memory.
+    pub history: Option<usize>,
+    /// Direct mode: seconds a long-poll waits.
+    pub poll_timeout: Option<u64>,
+    /// Direct mode: items a connection may have queued.
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +112,8 @@ pub struct AuthSection {
     pub jwt_key: Option<String>,
     pub audience: Option<String>,
     pub issuer: Option<String>,
+    /// Cookie a client token may come in (direct routes).
+    pub cookie: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +193,9 @@ mod defaults {
     }
     pub fn message_wait() -> u64 {
         5000
+    }
+    pub fn history_linger() -> u64 {
+        60
     }
 }
 

@@ -4,6 +4,7 @@ mod config;
 mod proxy_cmd;
 mod publish_cmd;
 mod relay_cmd;
+mod route_config;
 mod run_cmd;
 mod token_cmd;
 

@@ -11,7 +11,6 @@ use fjord_proxy::hub::HubConfig;
 use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
 use fjord_proxy::launch::{self, ProxyConfig, ZmqSettings};
 use fjord_proxy::origin::SigSettings;
-use fjord_proxy::route::Route;
 use fjord_proxy::sequencer::SequencerConfig;
 
 use crate::config::FjordConfig;
@@ -105,17 +104,8 @@ pub fn build_from_file(
     base_dir: Option<&Path>,
 ) -> anyhow::Result<ProxyConfig> {
     let section = &config.proxy;
-    let mut routes = Vec::new();
-    for (index, route) in section.route.iter().enumerate() {
-        let origin = route
-            .origin
-            .as_deref()
-            .ok_or_else(|| anyhow!("[[proxy.route]] #{}: `origin` is required", index + 1))?;
-        routes.push(
-            Route::from_origin_url(route.path.as_deref(), origin)
-                .map_err(|e| anyhow!("[[proxy.route]] #{}: {e}", index + 1))?,
-        );
-    }
+    let routes = crate::route_config::routes(config, base_dir)?;
+    let direct = crate::route_config::direct_settings(config, base_dir, None)?;
     let routes_file = section.routes_file.as_ref().map(|p| resolve(base_dir, p));
     let sig_key_spec = section.sig_key.as_deref().unwrap_or(DEFAULT_SIG_KEY);
     let sig_key = signing_key_from_spec(sig_key_spec, base_dir)
@@ -147,6 +137,7 @@ pub fn build_from_file(
                 message_wait: Duration::from_millis(section.message_wait),
                 id_cache_ttl: Duration::from_secs(section.id_cache_ttl),
             },
+            history_linger: Duration::from_secs(section.history_linger),
         },
         control_limits: Default::default(),
         sig: SigSettings {
@@ -154,6 +145,7 @@ pub fn build_from_file(
             key: Some(sig_key),
         },
         upstream_key,
+        direct,
     })
 }
 

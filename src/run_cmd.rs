@@ -27,9 +27,16 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = FjordConfig::load(&args.config)?;
     let base_dir = args.config.parent().map(|p| p.to_path_buf());
-    let proxy_config = proxy_cmd::build_from_file(&config, base_dir.as_deref())?;
+    let mut proxy_config = proxy_cmd::build_from_file(&config, base_dir.as_deref())?;
     let mut relay_config = crate::relay_cmd::build(&config, false)
         .map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
+    // Direct routes replay from the relay running beside them unless told otherwise.
+    let own_relay = relay_config
+        .control
+        .filter(|addr| addr.port() != 0)
+        .map(|addr| format!("http://{addr}"));
+    proxy_config.direct =
+        crate::route_config::direct_settings(&config, base_dir.as_deref(), own_relay)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,3 +34,10 @@ pub fn text(status: http::StatusCode, message: &str) -> http::Response<ProxyBody
     );
     response
 }
+
+/// An empty response with `status`.
+pub fn empty_response(status: http::StatusCode) -> http::Response<ProxyBody> {
+    let mut response = http::Response::new(empty());
+    *response.status_mut() = status;
+    response
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use fjord_protocol::sig::VerifyingKey;
 use tokio::sync::{broadcast, watch};
 
+use crate::direct::DirectSettings;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::origin::{OriginClient, SigSettings};
@@ -45,4 +46,6 @@ pub struct ProxyContext {
     pub routes: watch::Receiver<Arc<RouteTable>>,
     /// `POST /recover`: every hold recovers (§3.7.6).
     pub recover: broadcast::Sender<()>,
+    /// Token verification and replay source of direct routes.
+    pub direct: DirectSettings,
 }

@@ -18,8 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fjord_protocol::item::PublishItem;
+use fjord_protocol::resume::ResumePosition;
 use tokio::sync::mpsc;
 
+use crate::history::{Catchup, ChannelHistory, ChannelRecord};
+use crate::kafka_event::KafkaEvent;
 use crate::metrics::Metrics;
 use crate::queue::{ConnectionQueue, PushError};
 use crate::sequencer::{ChannelSequencer, SequencerConfig};
@@ -52,6 +55,20 @@ pub struct Delivery {
     pub channel: Arc<str>,
     pub item: PublishItem,
     pub received_at: Instant,
+    /// The item as a Kafka-fed channel delivers it; set only on channels that keep a
+    /// history (direct mode).
+    pub kafka: Option<ChannelRecord>,
+}
+
+/// What a connection does when its queue is full (design "Limits and back-pressure").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// The connection is closed; a direct stream ends with its resume id first.
+    #[default]
+    Close,
+    /// A queued item of the same channel and Kafka key is replaced by the newer one,
+    /// so a slow reader gets the newest value per key instead of every change.
+    Conflate,
 }
 
 /// Identifies a held connection in logs and metrics.
@@ -65,15 +82,26 @@ pub struct Subscriber {
     id: ConnectionId,
     route: Arc<str>,
     queue: ConnectionQueue<Arc<Delivery>>,
+    policy: OverflowPolicy,
 }
 
 impl Subscriber {
     /// A new subscriber whose queue holds at most `capacity` undelivered items.
     pub fn new(route: Arc<str>, capacity: usize) -> Arc<Subscriber> {
+        Self::with_policy(route, capacity, OverflowPolicy::Close)
+    }
+
+    /// A subscriber whose full queue is handled by `policy`.
+    pub fn with_policy(
+        route: Arc<str>,
+        capacity: usize,
+        policy: OverflowPolicy,
+    ) -> Arc<Subscriber> {
         Arc::new(Subscriber {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             route,
             queue: ConnectionQueue::new(capacity),
+            policy,
         })
     }
 
@@ -107,6 +135,29 @@ struct ChannelState {
     name: Arc<str>,
     subscribers: Vec<Arc<Subscriber>>,
     sequencer: ChannelSequencer,
+    /// Position and recent items of a Kafka-fed channel read by direct connections.
+    history: Option<ChannelHistory>,
+    /// When the last subscriber of a channel with history left: the channel lingers
+    /// (still subscribed upstream, still recording) so a client that reconnects soon is
+    /// served from memory.
+    idle_since: Option<Instant>,
+}
+
+impl ChannelState {
+    fn new(name: Arc<str>, sequencer: SequencerConfig) -> ChannelState {
+        ChannelState {
+            name,
+            subscribers: Vec::new(),
+            sequencer: ChannelSequencer::new(sequencer),
+            history: None,
+            idle_since: None,
+        }
+    }
+
+    /// Whether the channel can be dropped now that it may have no subscriber.
+    fn is_unused(&self) -> bool {
+        self.subscribers.is_empty() && self.history.is_none()
+    }
 }
 
 #[derive(Default)]
@@ -127,9 +178,30 @@ pub struct PublishOutcome {
 }
 
 /// Settings of the hub.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HubConfig {
     pub sequencer: SequencerConfig,
+    /// How long a channel with history outlives its last subscriber.
+    pub history_linger: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            sequencer: SequencerConfig::default(),
+            history_linger: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where a direct connection starts, decided atomically with its subscription.
+#[derive(Debug)]
+pub struct DirectStart {
+    /// The channel's position when the connection joined: a fresh connection has seen
+    /// everything up to here.
+    pub position: ResumePosition,
+    /// For a resuming connection, what the channel's history holds after its position.
+    pub catchup: Option<Catchup>,
 }
 
 /// The channel → subscribers map.
@@ -176,31 +248,67 @@ impl Hub {
     /// subscriber before (the hold then may need a first-subscription refresh, §3.7.5).
     pub fn subscribe(&self, channel: &str, subscriber: &Arc<Subscriber>) -> bool {
         let mut shard = self.shard(channel);
-        let first = match shard.channels.entry(Arc::from(channel)) {
-            Entry::Occupied(mut entry) => {
-                let state = entry.get_mut();
+        let (_, first) = self.join(&mut shard, channel, subscriber);
+        drop(shard);
+        self.count_subscription(first);
+        first
+    }
+
+    /// Adds a direct connection to a Kafka-fed channel, which from now on keeps a
+    /// history of `history_capacity` items. Atomically with the subscription, says where
+    /// the channel stands and, for a connection resuming `after` a position, what the
+    /// history holds beyond it: every later item reaches the connection's queue.
+    pub fn subscribe_direct(
+        &self,
+        channel: &str,
+        subscriber: &Arc<Subscriber>,
+        history_capacity: usize,
+        after: Option<&ResumePosition>,
+    ) -> DirectStart {
+        let mut shard = self.shard(channel);
+        let (state, first) = self.join(&mut shard, channel, subscriber);
+        let history = state
+            .history
+            .get_or_insert_with(|| ChannelHistory::new(history_capacity, unix_ms()));
+        let start = DirectStart {
+            position: history.position().clone(),
+            catchup: after.map(|position| history.catch_up(position)),
+        };
+        drop(shard);
+        self.count_subscription(first);
+        start
+    }
+
+    fn join<'s>(
+        &self,
+        shard: &'s mut Shard,
+        channel: &str,
+        subscriber: &Arc<Subscriber>,
+    ) -> (&'s mut ChannelState, bool) {
+        match shard.channels.entry(Arc::from(channel)) {
+            Entry::Occupied(entry) => {
+                let state = entry.into_mut();
+                state.idle_since = None;
                 if !state.subscribers.iter().any(|s| s.id == subscriber.id) {
                     state.subscribers.push(Arc::clone(subscriber));
                 }
-                false
+                (state, false)
             }
             Entry::Vacant(entry) => {
                 let name = Arc::clone(entry.key());
-                entry.insert(ChannelState {
-                    name: Arc::clone(&name),
-                    subscribers: vec![Arc::clone(subscriber)],
-                    sequencer: ChannelSequencer::new(self.config.sequencer.clone()),
-                });
+                let mut state = ChannelState::new(Arc::clone(&name), self.config.sequencer.clone());
+                state.subscribers.push(Arc::clone(subscriber));
                 let _ = self.events.send(ChannelEvent::Subscribed(name));
-                true
+                (entry.insert(state), true)
             }
-        };
-        drop(shard);
+        }
+    }
+
+    fn count_subscription(&self, first: bool) {
         self.metrics.subscriptions.inc();
         if first {
             self.metrics.channels.inc();
         }
-        first
     }
 
     /// Removes `subscriber` from `channel`; the channel's state (last id, reorder
@@ -213,7 +321,10 @@ impl Hub {
         let before = state.subscribers.len();
         state.subscribers.retain(|s| s.id != subscriber);
         let removed = before != state.subscribers.len();
-        let emptied = state.subscribers.is_empty();
+        if state.subscribers.is_empty() && state.history.is_some() {
+            state.idle_since.get_or_insert_with(Instant::now);
+        }
+        let emptied = state.is_unused();
         if emptied {
             if let Some(state) = shard.channels.remove(channel) {
                 let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
@@ -270,27 +381,52 @@ impl Hub {
             .with_label_values(&[input.label()])
             .inc();
         let now = Instant::now();
-        let delivery = Arc::new(Delivery {
-            channel: Arc::from(item.channel.as_str()),
-            item,
-            received_at: now,
-        });
-        let mut shard = self.shard(&delivery.channel);
-        let Some(state) = shard.channels.get_mut(&delivery.channel) else {
+        let channel: Arc<str> = Arc::from(item.channel.as_str());
+        let mut shard = self.shard(&channel);
+        let Some(state) = shard.channels.get_mut(&channel) else {
             return PublishOutcome::default();
         };
+        let kafka = match state.history.as_mut() {
+            Some(history) => match KafkaEvent::from_item(&item) {
+                Some(record) if history.is_duplicate(&record) => {
+                    // A relay re-sending its uncommitted tail after a restart (§9).
+                    self.metrics.duplicates.inc();
+                    return PublishOutcome {
+                        held_or_dropped: true,
+                        ..PublishOutcome::default()
+                    };
+                }
+                Some(record) => Some(history.advance(record)),
+                None => None,
+            },
+            None => None,
+        };
+        let delivery = Arc::new(Delivery {
+            channel,
+            item,
+            received_at: now,
+            kafka,
+        });
         let ready = state.sequencer.accept(delivery, now);
         let held_or_dropped = ready.is_empty();
         let mut outcome = fan_out(state, &ready, &self.metrics);
         outcome.held_or_dropped = held_or_dropped;
+        if let Some(history) = state.history.as_mut() {
+            let now_ms = unix_ms();
+            for delivery in ready.iter().filter(|d| d.kafka.is_some()) {
+                history.remember(Arc::clone(delivery), now_ms);
+            }
+        }
         Self::forget_if_empty(&mut shard, &self.events, &self.metrics, &ready);
         outcome
     }
 
-    /// Releases reordered items that waited longer than `message_wait` (§3.7.2).
+    /// Releases reordered items that waited longer than `message_wait` (§3.7.2), and
+    /// drops channels whose history lingered long enough without a subscriber.
     /// Called periodically by [`Hub::run_maintenance`].
     pub fn release_expired(&self, now: Instant) -> usize {
         let mut delivered = 0;
+        let linger = self.config.history_linger;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let mut emptied = Vec::new();
@@ -298,9 +434,15 @@ impl Hub {
                 let ready = state.sequencer.release_expired(now);
                 if !ready.is_empty() {
                     delivered += fan_out(state, &ready, &self.metrics).deliveries;
-                    if state.subscribers.is_empty() {
-                        emptied.push(Arc::clone(&state.name));
+                }
+                if state.subscribers.is_empty() && state.history.is_some() {
+                    let idle = *state.idle_since.get_or_insert(now);
+                    if now.saturating_duration_since(idle) >= linger {
+                        state.history = None;
                     }
+                }
+                if state.is_unused() {
+                    emptied.push(Arc::clone(&state.name));
                 }
             }
             for name in emptied {
@@ -339,7 +481,7 @@ impl Hub {
         let empty = shard
             .channels
             .get(&first.channel)
-            .is_some_and(|state| state.subscribers.is_empty());
+            .is_some_and(ChannelState::is_unused);
         if empty {
             if let Some(state) = shard.channels.remove(&first.channel) {
                 metrics.channels.dec();
@@ -357,7 +499,20 @@ fn fan_out(state: &mut ChannelState, ready: &[Arc<Delivery>], metrics: &Metrics)
         let mut index = 0;
         while index < state.subscribers.len() {
             let subscriber = &state.subscribers[index];
-            match subscriber.queue.push(Arc::clone(delivery)) {
+            let pushed = match subscriber.policy {
+                OverflowPolicy::Close => subscriber.queue.push(Arc::clone(delivery)),
+                OverflowPolicy::Conflate => subscriber
+                    .queue
+                    .push_or_replace(Arc::clone(delivery), |queued| {
+                        same_record_key(queued, delivery)
+                    })
+                    .map(|replaced| {
+                        if replaced {
+                            metrics.conflations.inc();
+                        }
+                    }),
+            };
+            match pushed {
                 Ok(()) => {
                     outcome.deliveries += 1;
                     index += 1;
@@ -385,6 +540,22 @@ fn fan_out(state: &mut ChannelState, ready: &[Arc<Delivery>], metrics: &Metrics)
     outcome
 }
 
+/// Whether two deliveries are values of the same Kafka key on the same channel (what
+/// [`OverflowPolicy::Conflate`] keeps only the newest of).
+fn same_record_key(a: &Delivery, b: &Delivery) -> bool {
+    match (&a.kafka, &b.kafka) {
+        (Some(x), Some(y)) => a.channel == b.channel && x.record.key == y.record.key,
+        _ => false,
+    }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Unsubscribes a connection from all its channels when it ends, however it ends.
 pub struct SubscriptionSet {
     hub: Arc<Hub>,
@@ -408,6 +579,21 @@ impl SubscriptionSet {
         }
         self.channels.push(channel.to_owned());
         self.hub.subscribe(channel, &self.subscriber)
+    }
+
+    /// Subscribes to a Kafka-fed channel as a direct connection (see
+    /// [`Hub::subscribe_direct`]).
+    pub fn add_direct(
+        &mut self,
+        channel: &str,
+        history: usize,
+        after: Option<&ResumePosition>,
+    ) -> DirectStart {
+        if !self.channels.iter().any(|c| c == channel) {
+            self.channels.push(channel.to_owned());
+        }
+        self.hub
+            .subscribe_direct(channel, &self.subscriber, history, after)
     }
 
     /// Drops every subscription (instructions of a next link replace the old ones).

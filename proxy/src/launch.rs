@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::context::{HoldSettings, ProxyContext};
 use crate::control::{ControlDeps, ControlLimits, ControlServer};
+use crate::direct::DirectSettings;
 use crate::hub::{ChannelEvent, Hub, HubConfig};
 use crate::metrics::Metrics;
 use crate::origin::{OriginClient, SigSettings};
@@ -59,6 +60,8 @@ pub struct ProxyConfig {
     pub control_limits: ControlLimits,
     pub sig: SigSettings,
     pub upstream_key: Option<VerifyingKey>,
+    /// Client token verification and replay source of direct routes.
+    pub direct: DirectSettings,
 }
 
 impl Default for ProxyConfig {
@@ -77,6 +80,7 @@ impl Default for ProxyConfig {
                 key: None,
             },
             upstream_key: None,
+            direct: DirectSettings::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         upstream_key: config.upstream_key.clone(),
         routes,
         recover,
+        direct: config.direct.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     tasks.push(tokio::spawn(crate::server::serve(

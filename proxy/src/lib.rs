@@ -5,11 +5,15 @@
 pub mod body;
 pub mod context;
 pub mod control;
+pub mod direct;
 pub mod exchange;
+pub mod files;
 pub mod filter;
+pub mod history;
 pub mod hold;
 pub mod http1;
 pub mod hub;
+pub mod kafka_event;
 pub mod keys;
 pub mod launch;
 pub mod log_limit;

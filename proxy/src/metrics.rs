@@ -28,6 +28,18 @@ pub struct Metrics {
     pub publish_to_write: Histogram,
     /// Requests to origins, by outcome.
     pub origin_requests: IntCounterVec,
+    /// Kafka items a history channel had delivered already (a relay re-sending).
+    pub duplicates: IntCounter,
+    /// Queued items replaced by a newer value of the same key (`on_overflow = "conflate"`).
+    pub conflations: IntCounter,
+    /// Direct-mode resumes, by where the missed items came from (`history`, `replay`).
+    pub resumes: IntCounterVec,
+    /// `gap` events sent: offsets Kafka no longer had.
+    pub gaps: IntCounter,
+    /// Direct-mode requests refused by auth, by reason.
+    pub auth_failures: IntCounterVec,
+    /// Direct streams ended by the proxy, by reason (`overflow`, `token-expired`).
+    pub direct_closes: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,6 +113,45 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric definition");
+        let duplicates = IntCounter::new(
+            "fjord_proxy_duplicate_items_total",
+            "Kafka items dropped because their channel had delivered them already",
+        )
+        .expect("static metric definition");
+        let conflations = IntCounter::new(
+            "fjord_proxy_conflations_total",
+            "Queued items replaced by a newer value of the same Kafka key",
+        )
+        .expect("static metric definition");
+        let resumes = IntCounterVec::new(
+            Opts::new(
+                "fjord_proxy_resumes_total",
+                "Direct-mode resumes, by where the missed items came from",
+            ),
+            &["source"],
+        )
+        .expect("static metric definition");
+        let gaps = IntCounter::new(
+            "fjord_proxy_gaps_total",
+            "Gap events sent for offsets Kafka no longer retained",
+        )
+        .expect("static metric definition");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "fjord_proxy_auth_failures_total",
+                "Direct-mode requests refused by auth, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let direct_closes = IntCounterVec::new(
+            Opts::new(
+                "fjord_proxy_direct_closes_total",
+                "Direct streams ended by the proxy, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(subscriptions.clone()),
@@ -112,6 +163,12 @@ impl Metrics {
             Box::new(dropped.clone()),
             Box::new(publish_to_write.clone()),
             Box::new(origin_requests.clone()),
+            Box::new(duplicates.clone()),
+            Box::new(conflations.clone()),
+            Box::new(resumes.clone()),
+            Box::new(gaps.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(direct_closes.clone()),
         ] {
             registry
                 .register(collector)
@@ -129,6 +186,12 @@ impl Metrics {
             dropped,
             publish_to_write,
             origin_requests,
+            duplicates,
+            conflations,
+            resumes,
+            gaps,
+            auth_failures,
+            direct_closes,
         }
     }
 

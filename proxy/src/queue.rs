@@ -87,6 +87,44 @@ impl<T> ConnectionQueue<T> {
         Ok(())
     }
 
+    /// Enqueues `item` like [`ConnectionQueue::push`], except that a full queue first
+    /// makes room by dropping the oldest queued item for which `same` holds (the new
+    /// item goes to the back, so the queue stays in arrival order). Returns whether an
+    /// item was replaced. With nothing to replace, the queue may grow to four times its
+    /// capacity before it overflows: conflation bounds it by the number of distinct
+    /// keys, and this bounds the keys.
+    pub fn push_or_replace(&self, item: T, same: impl Fn(&T) -> bool) -> Result<bool, PushError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(PushError::Closed);
+        }
+        if state.overflowed {
+            return Err(PushError::Full);
+        }
+        let mut replaced = false;
+        if state.items.len() >= self.capacity {
+            if let Some(index) = state.items.iter().position(&same) {
+                state.items.remove(index);
+                replaced = true;
+            } else if state.items.len() >= self.capacity.saturating_mul(4) {
+                state.overflowed = true;
+                let waker = state.waker.take();
+                drop(state);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                return Err(PushError::Full);
+            }
+        }
+        state.items.push_back(item);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(replaced)
+    }
+
     /// Takes the next item, reports an overflow once the queue is drained, or
     /// registers the task to be woken by the next push.
     pub fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<QueueEvent<T>> {
@@ -184,6 +222,34 @@ mod tests {
             .expect("woken")
             .expect("task ran");
         assert_eq!(got, QueueEvent::Item(7));
+    }
+
+    #[test]
+    fn a_full_conflating_queue_replaces_the_oldest_item_of_the_same_key() {
+        let q = ConnectionQueue::new(2);
+        let same = |a: &(char, u32), b: (char, u32)| a.0 == b.0;
+        assert_eq!(
+            q.push_or_replace(('a', 1), |x| same(x, ('a', 1))),
+            Ok(false)
+        );
+        assert_eq!(
+            q.push_or_replace(('b', 2), |x| same(x, ('b', 2))),
+            Ok(false)
+        );
+        assert_eq!(q.push_or_replace(('a', 3), |x| same(x, ('a', 3))), Ok(true));
+        assert_eq!(q.try_pop(), Some(('b', 2)), "arrival order is kept");
+        assert_eq!(q.try_pop(), Some(('a', 3)), "only the newest value of a");
+        assert_eq!(q.try_pop(), None);
+    }
+
+    #[test]
+    fn a_conflating_queue_without_repeated_keys_overflows_at_four_times_capacity() {
+        let q = ConnectionQueue::new(2);
+        for n in 0..8u32 {
+            assert_eq!(q.push_or_replace(n, |x| *x == n), Ok(false));
+        }
+        assert_eq!(q.push_or_replace(8, |x| *x == 8), Err(PushError::Full));
+        assert!(q.is_overflowed());
     }
 
     #[test]

@@ -207,6 +207,11 @@ pub enum RouteTarget {
     Origin(Vec<OriginTarget>),
     /// Pushpin's built-in `test` origin (`/`, `/stream`, `/response`; §7.1).
     Test,
+    /// Fjord's direct mode: the proxy answers with a stream of the channel the path
+    /// names (design "Routes").
+    Direct(std::sync::Arc<crate::direct::DirectRoute>),
+    /// Static files from a directory.
+    Files(std::path::PathBuf),
 }
 
 /// One route: a condition, what to do with matching requests, and where they go.
@@ -287,6 +292,33 @@ impl Route {
             ..RouteCondition::any()
         };
         Ok(Route::new(condition, RouteTarget::Origin(vec![target])))
+    }
+
+    /// A direct route (`path = "/orders/{id}"`, `channel = "orders.{id}"`): selected by
+    /// the literal start of its path, any host.
+    pub fn direct(direct: crate::direct::DirectRoute) -> Route {
+        let prefix = direct.path.prefix();
+        let condition = RouteCondition {
+            path_beg: (prefix != "/").then_some(prefix),
+            ..RouteCondition::any()
+        };
+        Route::new(condition, RouteTarget::Direct(std::sync::Arc::new(direct)))
+    }
+
+    /// A static files route: `path` (a prefix) served from `root`.
+    pub fn files(path: Option<&str>, root: std::path::PathBuf) -> Result<Route, OriginUrlError> {
+        let path_beg = match path {
+            None | Some("/") => None,
+            Some(p) if !p.starts_with('/') => {
+                return Err(OriginUrlError::PathNotAbsolute(p.to_string()))
+            }
+            Some(p) => Some(p.to_string()),
+        };
+        let condition = RouteCondition {
+            path_beg,
+            ..RouteCondition::any()
+        };
+        Ok(Route::new(condition, RouteTarget::Files(root)))
     }
 
     /// The path and query to send to the origin for a client request's

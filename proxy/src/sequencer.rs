@@ -146,6 +146,7 @@ mod tests {
         item.id = id.map(str::to_owned);
         item.prev_id = prev.map(str::to_owned);
         Arc::new(Delivery {
+            kafka: None,
             channel: Arc::from("a"),
             item,
             received_at: at,

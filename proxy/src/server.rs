@@ -86,5 +86,13 @@ async fn dispatch(
     match &route.target {
         RouteTarget::Origin(_) => exchange::handle(ctx, route, request, false).await,
         RouteTarget::Test => test_origin::handle(ctx, route, request).await,
+        RouteTarget::Direct(direct) => {
+            let direct = Arc::clone(direct);
+            crate::direct::handle(ctx, route, &direct, request).await
+        }
+        RouteTarget::Files(root) => {
+            let prefix = route.condition.path_beg.as_deref().unwrap_or("/");
+            crate::files::handle(root, prefix, &request).await
+        }
     }
 }

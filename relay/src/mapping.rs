@@ -275,7 +275,7 @@ impl StreamRule {
         let id =
             KafkaPosition::new(record.topic.clone(), record.partition, record.offset).to_string();
         let formats = self.formats(&id, event.as_deref(), &data)?;
-        let meta = position_meta(record);
+        let meta = position_meta(record, event.as_deref());
         Ok(channels
             .into_iter()
             .map(|channel| PublishItem {
@@ -347,14 +347,26 @@ fn project(view: &RecordView<'_>, fields: &[(String, String)]) -> Result<Bytes, 
     Ok(Bytes::from(bytes))
 }
 
-/// `meta` with the record's position (§9).
-fn position_meta(record: &KafkaRecord) -> BTreeMap<String, String> {
+/// `meta` with the record's position (§9), its key when UTF-8 (proxies conflate a slow
+/// reader's queue by key), and the SSE event name (long-poll answers carry it without
+/// parsing the SSE content).
+fn position_meta(record: &KafkaRecord, event: Option<&str>) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("topic".to_owned(), record.topic.clone());
     meta.insert("partition".to_owned(), record.partition.to_string());
     meta.insert("offset".to_owned(), record.offset.to_string());
     if let Some(timestamp) = record.timestamp_ms {
         meta.insert("timestamp".to_owned(), timestamp.to_string());
+    }
+    if let Some(key) = record
+        .key
+        .as_ref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+    {
+        meta.insert("key".to_owned(), key.to_owned());
+    }
+    if let Some(event) = event {
+        meta.insert("event".to_owned(), event.to_owned());
     }
     meta
 }

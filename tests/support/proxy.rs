@@ -24,6 +24,7 @@ pub struct ProxyBuilder {
     routes_file: Option<String>,
     zmq_pull: String,
     zmq_sub: String,
+    extra: String,
 }
 
 impl Default for ProxyBuilder {
@@ -47,6 +48,7 @@ impl ProxyBuilder {
             routes_file: None,
             zmq_pull: String::new(),
             zmq_sub: String::new(),
+            extra: String::new(),
         }
     }
 
@@ -65,6 +67,13 @@ impl ProxyBuilder {
     /// A Pushpin routes file with this content, passed with `--routes`.
     pub fn routes_file(mut self, content: &str) -> ProxyBuilder {
         self.routes_file = Some(content.to_owned());
+        self
+    }
+
+    /// TOML appended to the configuration as given (more sections, `[[proxy.route]]`s).
+    pub fn config(mut self, toml: &str) -> ProxyBuilder {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
         self
     }
 
@@ -91,6 +100,7 @@ impl ProxyBuilder {
             }
             toml.push_str(&format!("origin = \"{origin}\"\n"));
         }
+        toml.push_str(&self.extra);
         let config_path = dir.path().join("fjord.toml");
         std::fs::write(&config_path, &toml).expect("write config");
         let routes_path = dir.path().join("routes");

@@ -8,6 +8,7 @@ fn hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
             message_wait: Duration::from_secs(5),
             id_cache_ttl: Duration::ZERO,
         },
+        history_linger: Duration::from_secs(60),
     };
     Hub::new(config, Arc::new(Metrics::new()))
 }
@@ -108,4 +109,91 @@ async fn overflow_is_reported_to_the_connection_after_its_queued_items() {
     hub.publish(item("c", b"2"), PublishInput::Http);
     assert!(matches!(slow.queue().pop().await, QueueEvent::Item(_)));
     assert!(matches!(slow.queue().pop().await, QueueEvent::Overflowed));
+}
+
+fn kafka_item(channel: &str, key: &str, partition: i32, offset: i64) -> PublishItem {
+    let mut item = item(channel, b"data: x\n\n");
+    item.meta = [
+        ("topic", "orders".to_owned()),
+        ("partition", partition.to_string()),
+        ("offset", offset.to_string()),
+        ("key", key.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    item
+}
+
+fn offsets_of(sub: &Subscriber) -> Vec<i64> {
+    std::iter::from_fn(|| sub.queue().try_pop())
+        .map(|d| d.kafka.as_ref().expect("kafka").record.position.offset)
+        .collect()
+}
+
+#[test]
+fn a_history_channel_drops_records_it_delivered_already() {
+    let (hub, _events) = hub();
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe_direct("orders.1", &sub, 100, None);
+    hub.publish(kafka_item("orders.1", "1", 0, 5), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "1", 0, 6), PublishInput::Relay);
+    // A restarted relay re-sends its uncommitted tail.
+    hub.publish(kafka_item("orders.1", "1", 0, 5), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "1", 0, 6), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "1", 0, 7), PublishInput::Relay);
+    assert_eq!(offsets_of(&sub), vec![5, 6, 7]);
+    assert_eq!(hub.metrics().duplicates.get(), 2);
+}
+
+#[test]
+fn a_history_channel_lingers_after_its_last_subscriber_and_keeps_recording() {
+    let (hub, mut events) = hub();
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe_direct("orders.1", &sub, 100, None);
+    hub.publish(kafka_item("orders.1", "1", 0, 5), PublishInput::Relay);
+    hub.unsubscribe("orders.1", sub.id());
+    hub.publish(kafka_item("orders.1", "1", 0, 8), PublishInput::Relay);
+    hub.release_expired(Instant::now());
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Subscribed(Arc::from("orders.1")))
+    );
+    assert!(events.try_recv().is_err(), "still subscribed upstream");
+
+    let mut after = ResumePosition::new();
+    after.advance("orders", 0, 5);
+    let back = Subscriber::new(Arc::from("r"), 10);
+    let start = hub.subscribe_direct("orders.1", &back, 100, Some(&after));
+    match start.catchup {
+        Some(Catchup::Items(items)) => {
+            let offsets: Vec<_> = items
+                .iter()
+                .map(|d| d.kafka.as_ref().unwrap().record.position.offset)
+                .collect();
+            assert_eq!(offsets, vec![8]);
+        }
+        other => panic!("expected items from history, got {other:?}"),
+    }
+    hub.unsubscribe("orders.1", back.id());
+    hub.release_expired(Instant::now() + Duration::from_secs(61));
+    hub.release_expired(Instant::now() + Duration::from_secs(122));
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Unsubscribed(Arc::from("orders.1")))
+    );
+}
+
+#[test]
+fn a_conflating_subscriber_keeps_the_newest_value_per_key() {
+    let (hub, _events) = hub();
+    let sub = Subscriber::with_policy(Arc::from("r"), 2, OverflowPolicy::Conflate);
+    hub.subscribe_direct("orders.1", &sub, 100, None);
+    hub.publish(kafka_item("orders.1", "a", 0, 1), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "b", 0, 2), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "a", 0, 3), PublishInput::Relay);
+    hub.publish(kafka_item("orders.1", "b", 0, 4), PublishInput::Relay);
+    assert!(!sub.is_overflowed());
+    assert_eq!(offsets_of(&sub), vec![3, 4]);
+    assert_eq!(hub.metrics().conflations.get(), 2);
 }

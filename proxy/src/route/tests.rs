@@ -11,6 +11,7 @@ fn port(table: &RouteTable, host: Option<&str>, path: &str, tls: bool, ws: bool)
     match &route.target {
         RouteTarget::Origin(targets) => Some(targets[0].port),
         RouteTarget::Test => Some(0),
+        RouteTarget::Direct(_) | RouteTarget::Files(_) => None,
     }
 }
 

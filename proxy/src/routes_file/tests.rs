@@ -10,7 +10,9 @@ fn one(line: &str) -> Route {
 fn origins(route: &Route) -> &[OriginTarget] {
     match &route.target {
         RouteTarget::Origin(targets) => targets,
-        RouteTarget::Test => panic!("test target"),
+        RouteTarget::Test | RouteTarget::Direct(_) | RouteTarget::Files(_) => {
+            panic!("not an origin target")
+        }
     }
 }
 

@@ -183,7 +183,9 @@ mod tests {
     fn origins(route: &crate::route::Route) -> &[OriginTarget] {
         match &route.target {
             RouteTarget::Origin(targets) => targets,
-            RouteTarget::Test => panic!("test target"),
+            RouteTarget::Test | RouteTarget::Direct(_) | RouteTarget::Files(_) => {
+                panic!("not an origin target")
+            }
         }
     }
 

@@ -1,0 +1,197 @@
+//! The recent past of a Kafka-fed channel: its position and a ring of its last items
+//! (design "Resume" 2).
+//!
+//! A reconnecting client brings the position it had reached; when the ring still holds
+//! every item of the channel after that position, the proxy serves them from memory
+//! instead of asking a relay to read Kafka again.
+//!
+//! Items reach a proxy in per-partition order, but a channel is sparse within its
+//! partitions (`orders.42` gets a few records of partition 3 among millions), so the
+//! first item of a partition that the ring sees says nothing about earlier offsets. The
+//! ring therefore keeps, per partition, a *floor*: the ring holds every item of that
+//! partition above its floor. The floor starts at the first item seen (anything older may
+//! have passed before this proxy subscribed) and rises as items are evicted. A position
+//! can be served from the ring when it names exactly the partitions the ring knows, each
+//! at or above its floor; anything else goes to a replay, which is never wrong, only
+//! slower.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fjord_protocol::resume::ResumePosition;
+
+use crate::hub::Delivery;
+use crate::kafka_event::KafkaEvent;
+
+/// A Kafka item as one channel delivers it: the record, where the channel stands after
+/// it, and the SSE event carrying that position as its id.
+#[derive(Debug)]
+pub struct ChannelRecord {
+    pub record: KafkaEvent,
+    /// The channel's position once this item is delivered.
+    pub channel_position: ResumePosition,
+    /// `channel_position`, encoded: the event id.
+    pub id: String,
+    /// `id: <channel_position>` + the event: what every connection in step with the
+    /// channel writes.
+    pub sse: Bytes,
+}
+
+/// What the ring can do for a reconnecting client.
+#[derive(Debug)]
+pub enum Catchup {
+    /// Everything after the position, oldest first (possibly nothing).
+    Items(Vec<Arc<Delivery>>),
+    /// The ring does not reach back far enough: replay from Kafka.
+    Replay,
+}
+
+struct Entry {
+    delivery: Arc<Delivery>,
+    /// Wall-clock time of arrival (ms since the epoch), for timestamp-only cursors.
+    arrived_ms: u64,
+}
+
+/// Position and recent items of one channel.
+pub struct ChannelHistory {
+    capacity: usize,
+    entries: VecDeque<Entry>,
+    position: ResumePosition,
+    /// Per (topic, partition): the ring holds every item of it above this offset.
+    floors: BTreeMap<(String, i32), i64>,
+    /// Whether an item was ever evicted (a timestamp-only cursor then cannot be served).
+    evicted: bool,
+    created_ms: u64,
+}
+
+impl ChannelHistory {
+    pub fn new(capacity: usize, now_ms: u64) -> ChannelHistory {
+        ChannelHistory {
+            capacity,
+            entries: VecDeque::new(),
+            position: ResumePosition::new(),
+            floors: BTreeMap::new(),
+            evicted: false,
+            created_ms: now_ms,
+        }
+    }
+
+    /// Where the channel stands: the last offset of every partition it delivered.
+    pub fn position(&self) -> &ResumePosition {
+        &self.position
+    }
+
+    /// Whether the record was delivered on this channel already (a relay re-sending its
+    /// uncommitted tail after a restart).
+    pub fn is_duplicate(&self, record: &KafkaEvent) -> bool {
+        self.position.covers_position(&record.position)
+    }
+
+    /// Advances the channel past `record` and returns the event as the channel delivers it.
+    pub fn advance(&mut self, record: KafkaEvent) -> ChannelRecord {
+        let position = &record.position;
+        self.floors
+            .entry((position.topic.clone(), position.partition))
+            .or_insert(position.offset);
+        self.position.advance_to(position);
+        if let Some(timestamp) = record.timestamp_ms {
+            self.position.set_timestamp_ms(timestamp);
+        }
+        let channel_position = self.position.clone();
+        let id = channel_position.encode();
+        let sse = record.sse_with_id(&id);
+        ChannelRecord {
+            record,
+            channel_position,
+            id,
+            sse,
+        }
+    }
+
+    /// Keeps `delivery` (whose `kafka` is set) in the ring, evicting the oldest item when
+    /// full.
+    pub fn remember(&mut self, delivery: Arc<Delivery>, now_ms: u64) {
+        if self.capacity == 0 {
+            self.evict(delivery);
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            if let Some(old) = self.entries.pop_front() {
+                self.evict(old.delivery);
+            }
+        }
+        self.entries.push_back(Entry {
+            delivery,
+            arrived_ms: now_ms,
+        });
+    }
+
+    fn evict(&mut self, delivery: Arc<Delivery>) {
+        self.evicted = true;
+        if let Some(event) = &delivery.kafka {
+            let position = &event.record.position;
+            let floor = self
+                .floors
+                .entry((position.topic.clone(), position.partition))
+                .or_insert(position.offset);
+            *floor = (*floor).max(position.offset);
+        }
+    }
+
+    /// What the ring holds after `after`.
+    pub fn catch_up(&self, after: &ResumePosition) -> Catchup {
+        if after.is_empty() {
+            return self.catch_up_since(after.timestamp_ms());
+        }
+        let named = after.len();
+        if named != self.floors.len() {
+            return Catchup::Replay;
+        }
+        for (topic, partition, offset) in after.iter() {
+            match self.floors.get(&(topic.to_owned(), partition)) {
+                Some(&floor) if offset >= floor => {}
+                _ => return Catchup::Replay,
+            }
+        }
+        let items = self
+            .entries
+            .iter()
+            .filter(|entry| {
+                entry
+                    .delivery
+                    .kafka
+                    .as_ref()
+                    .is_some_and(|e| !after.covers_position(&e.record.position))
+            })
+            .map(|entry| Arc::clone(&entry.delivery))
+            .collect();
+        Catchup::Items(items)
+    }
+
+    /// A cursor without partitions marks a moment this proxy handed out when the channel
+    /// had delivered nothing yet: what arrived since then, if the ring is complete.
+    fn catch_up_since(&self, since_ms: u64) -> Catchup {
+        if self.evicted || since_ms < self.created_ms {
+            return Catchup::Replay;
+        }
+        let items = self
+            .entries
+            .iter()
+            .filter(|entry| entry.arrived_ms >= since_ms)
+            .map(|entry| Arc::clone(&entry.delivery))
+            .collect();
+        Catchup::Items(items)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;
