@@ -1,6 +1,8 @@
 //! The `fjord` command line: a thin layer over the proxy, relay and protocol crates.
 
 mod config;
+mod demo;
+mod demo_cmd;
 mod proxy_cmd;
 mod publish_cmd;
 mod relay_cmd;
@@ -36,6 +38,7 @@ enum Command {
     Relay(relay_cmd::RelayArgs),
     Token(token_cmd::TokenArgs),
     Publish(publish_cmd::PublishArgs),
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Publish(args) => publish_cmd::run(args),
+        Command::Demo(args) => demo_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

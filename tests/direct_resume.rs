@@ -7,141 +7,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
+use fjord_testkit::{KafkaBroker, TestRecord};
+use support::deployment::{http_get, metric, wait_metric, wait_ready, Deployment, WAIT};
 use support::direct::{parse_sse, SseEvent};
 use support::HttpConn;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Ports and config of one deployment under test.
-struct Deployment {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    http: u16,
-    control: u16,
-    relay_control: u16,
-}
-
-impl Deployment {
-    /// `split`: a relay process publishing over ZeroMQ to a separate proxy process;
-    /// otherwise `fjord run`.
-    fn new(broker: &KafkaBroker, group: &str, history: usize, split: bool) -> Deployment {
-        let dir = tempfile::tempdir().expect("dir");
-        let port = || free_loopback_port().expect("port");
-        let (http, control, relay_control, publish) = (port(), port(), port(), port());
-        let relays = if split {
-            format!("relays = [\"tcp://127.0.0.1:{publish}\"]\nreplay = \"http://127.0.0.1:{relay_control}\"\n")
-        } else {
-            String::new()
-        };
-        let publish_line = if split {
-            format!("publish = \"tcp://127.0.0.1:{publish}\"\n")
-        } else {
-            String::new()
-        };
-        let config = dir.path().join("fjord.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[proxy]\nlisten = \"127.0.0.1:{http}\"\ncontrol = \"127.0.0.1:{control}\"\n\
-                 zmq_pull = \"\"\nzmq_sub = \"\"\n{relays}\n\
-                 [[proxy.route]]\npath = \"/orders/{{id}}\"\nchannel = \"orders.{{id}}\"\n\
-                 auth = \"public\"\nhistory = {history}\npoll_timeout = 2\n\n\
-                 [relay]\n{publish_line}control = \"127.0.0.1:{relay_control}\"\n\n\
-                 [kafka]\n\"bootstrap.servers\" = \"{}\"\n\"group.id\" = \"{group}\"\n\
-                 \"auto.offset.reset\" = \"earliest\"\n\"session.timeout.ms\" = 6000\n\n\
-                 [[relay.stream]]\ntopic = \"orders\"\nchannel = \"orders.{{key}}\"\nevent = \"order\"\n",
-                broker.bootstrap()
-            ),
-        )
-        .expect("config");
-        Deployment {
-            dir,
-            config,
-            http,
-            control,
-            relay_control,
-        }
-    }
-
-    fn spawn(&self, command: &str) -> Child {
-        spawn(command, &self.config, self.dir.path())
-    }
-
-    fn http_addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.http).into()
-    }
-}
-
-fn spawn(command: &str, config: &Path, dir: &Path) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{command}.log"))).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg(command)
-        .arg("-c")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fjord")
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    Some(String::from_utf8_lossy(&response).into_owned())
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if http_get(port, "/readyz")
-            .await
-            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("port {port} never became ready");
-}
-
-/// A metric's value (summed over label sets matching `name` exactly or with labels).
-async fn metric(port: u16, name: &str) -> f64 {
-    let text = http_get(port, "/metrics").await.unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            (key == name || key.starts_with(&format!("{name}{{")))
-                .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
-async fn wait_metric(port: u16, name: &str, at_least: f64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metric(port, name).await < at_least {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never reached {at_least}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Produces `values` for key `7` on the given partitions.
 async fn produce(broker: &KafkaBroker, records: &[(i32, String)]) {
@@ -227,14 +98,21 @@ async fn cut_off_and_resume(deployment: &Deployment, broker: &KafkaBroker, parti
     produce(broker, &before).await;
     let seen = read_events(&mut first, before.len()).await;
     assert_eq!(
-        data(&seen),
-        before.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()
+        per_partition(&data(&seen)),
+        per_partition(&before.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())
     );
     let last_id = seen.last().and_then(|e| e.id.clone()).expect("an id");
     drop(first);
 
     let after = values("b", partitions, 9);
     produce(broker, &after).await;
+    // Reconnect once the proxy has them, so the history (or its end) is what decides.
+    wait_metric(
+        deployment.control,
+        "fjord_proxy_items_received_total",
+        (before.len() + after.len()) as f64,
+    )
+    .await;
     let mut again = open(deployment, Some(&last_id)).await;
     let resumed = data(&read_events(&mut again, after.len()).await);
     let expected: Vec<String> = after.iter().map(|(_, v)| v.clone()).collect();
@@ -245,9 +123,10 @@ async fn cut_off_and_resume(deployment: &Deployment, broker: &KafkaBroker, parti
     // And it continues live, with nothing repeated.
     let live = values("c", partitions, 3);
     produce(broker, &live).await;
-    let more = data(&read_events(&mut again, after.len() + live.len()).await);
+    // (The bytes read above are consumed: these are only the new events.)
+    let more = data(&read_events(&mut again, live.len()).await);
     assert_eq!(
-        per_partition(&more[after.len()..]),
+        per_partition(&more),
         per_partition(&live.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())
     );
 }
@@ -288,6 +167,7 @@ async fn reconnect_beyond_the_history_replays_missed_records_from_kafka() {
     wait_ready(deployment.control).await;
     wait_ready(deployment.relay_control).await;
     cut_off_and_resume(&deployment, &broker, &[0]).await;
+
     assert_eq!(
         metric(
             deployment.control,
@@ -379,9 +259,9 @@ async fn reconnect_after_the_proxy_was_killed_and_restarted_misses_nothing() {
     .await;
     let live = values("c", &[0, 1], 4);
     produce(&broker, &live).await;
-    let more = data(&read_events(&mut again, during.len() + live.len()).await);
+    let more = data(&read_events(&mut again, live.len()).await);
     assert_eq!(
-        per_partition(&more[during.len()..]),
+        per_partition(&more),
         per_partition(&live.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())
     );
 }
@@ -430,4 +310,102 @@ async fn long_poll_walks_the_same_sequence_as_the_stream() {
         .map(|e| (e.id.expect("id"), e.data))
         .collect();
     assert_eq!(polled, streamed, "same events, same ids, same order");
+}
+
+/// The offset of partition 0 of `orders` in an event id.
+fn offset_in(id: &str) -> i64 {
+    fjord_protocol::resume::ResumePosition::decode(id)
+        .expect("a resume id")
+        .offset_of("orders", 0)
+        .expect("partition 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_kafka_no_longer_has_arrive_as_a_gap_event_and_the_stream_goes_on() {
+    let broker = tokio::task::spawn_blocking(|| {
+        KafkaBroker::start_with_fast_retention().unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .expect("broker");
+    broker
+        .create_topic_with(
+            "orders",
+            1,
+            &[("cleanup.policy", "delete"), ("retention.ms", "2000")],
+        )
+        .await
+        .expect("topic");
+    let deployment = Deployment::new(&broker, "resume-gap", 1, false);
+    let _fjord = deployment.spawn("run");
+    wait_ready(deployment.control).await;
+    wait_ready(deployment.relay_control).await;
+
+    let mut first = open(&deployment, None).await;
+    produce(&broker, &values("a", &[0], 2)).await;
+    let seen = read_events(&mut first, 2).await;
+    let first_id = seen[0].id.clone().expect("id");
+    assert_eq!(offset_in(&first_id), 0);
+    drop(first);
+
+    // Steady traffic, so the partition is never empty while its old records expire (the
+    // test broker resets an emptied partition's offsets, which Kafka never does).
+    let producer = {
+        let bootstrap = broker.bootstrap();
+        tokio::spawn(async move {
+            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .create()
+                .expect("producer");
+            for i in 0..400 {
+                let value = format!("{{\"v\":\"steady{i}\",\"p\":0}}");
+                let record = rdkafka::producer::FutureRecord::to("orders")
+                    .key("7")
+                    .payload(&value)
+                    .partition(0);
+                let _ = producer.send(record, Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let (low, _) = broker.watermarks("orders", 1).await.expect("watermarks")[0];
+        if low > 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never removed the first records"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Resume from offset 0: offsets 1.. are gone.
+    let mut again = open(&deployment, Some(&first_id)).await;
+    let data = again
+        .read_chunks_until(WAIT, |d| {
+            let text = String::from_utf8_lossy(d);
+            parse_sse(&text).len() >= 4
+        })
+        .await
+        .map_err(|(e, d)| format!("{e:?} after {:?}", String::from_utf8_lossy(&d)))
+        .expect("gap and records");
+    let events = parse_sse(&String::from_utf8_lossy(&data));
+    assert_eq!(events[0].event.as_deref(), Some("gap"), "{events:?}");
+    let gap: serde_json::Value = serde_json::from_str(&events[0].data).expect("gap JSON");
+    assert_eq!(gap["topic"], "orders");
+    assert_eq!(gap["partition"], 0);
+    assert_eq!(gap["from"], 1);
+    let gap_end = gap["to"].as_i64().expect("to");
+    assert!(gap_end >= 1);
+    assert_eq!(offset_in(events[0].id.as_deref().expect("gap id")), gap_end);
+    // Then every record after the gap, in order, none missing.
+    let offsets: Vec<i64> = events[1..]
+        .iter()
+        .map(|e| offset_in(e.id.as_deref().expect("id")))
+        .collect();
+    let expected: Vec<i64> = (gap_end + 1..gap_end + 1 + offsets.len() as i64).collect();
+    assert_eq!(offsets, expected);
+    assert!(metric(deployment.control, "fjord_proxy_gaps_total").await >= 1.0);
+    producer.abort();
 }
