@@ -13,6 +13,7 @@
 //! The runner leads its own process group; dropping the fixture sends SIGTERM to the
 //! group (the runner stops its services), then SIGKILL to whatever is left.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ pub const PUSHPIN_INSTALL_HINT: &str =
 
 /// How long start-up may take before the fixture gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one readiness probe request may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the runner gets to stop its services after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The zurl endpoints of Debian's `internal.conf`, owned by the system zurl service.
@@ -79,9 +82,13 @@ pub struct Pushpin {
 }
 
 impl Pushpin {
-    /// Starts Pushpin with the routes line `* <origin>` and waits until its HTTP,
-    /// control, PULL and SUB ports accept connections. Blocking (it sleeps while it
-    /// waits); call it from `spawn_blocking` in async tests.
+    /// Starts Pushpin with the routes line `* <origin>` and waits until its control,
+    /// PULL and SUB ports accept connections and a request to its HTTP port gets an HTTP
+    /// response from the origin route (condure listens before pushpin-proxy is connected
+    /// to it, and pushpin-proxy answers 500 until pushpin-handler takes its requests).
+    /// The probe is `GET /fjord-ready-probe`; it reaches the origin if that is up, and
+    /// Pushpin's 502 when it is not counts as ready too. Blocking (it sleeps while it waits); call it from
+    /// `spawn_blocking` in async tests.
     pub fn start(origin: SocketAddr) -> Result<Self, PushpinError> {
         let binary = find_binary().ok_or(PushpinError::BinaryMissing)?;
         let dir = tempfile::Builder::new()
@@ -195,7 +202,62 @@ impl Pushpin {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Ok(())
+        loop {
+            if self.answers_http() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    self.stop();
+                    return Err(PushpinError::Exited {
+                        status,
+                        log: self.log_tail(),
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                let log = self.log_tail();
+                self.stop();
+                return Err(PushpinError::NotReady {
+                    address: self.http_addr(),
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether one probe request gets an HTTP response other than pushpin-proxy's own
+    /// `500 Accept service unavailable.` (its link to pushpin-handler is not up yet).
+    fn answers_http(&self) -> bool {
+        let probe = || -> std::io::Result<bool> {
+            let mut stream = TcpStream::connect_timeout(&self.http_addr(), PROBE_TIMEOUT)?;
+            stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            stream.write_all(
+                b"GET /fjord-ready-probe HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )?;
+            let mut response = Vec::new();
+            let mut buf = [0u8; 512];
+            // The head, and for a 500 the short body too (Pushpin closes after it).
+            loop {
+                let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+                let head_done = text.contains("\r\n\r\n");
+                if head_done && !text.starts_with("http/1.1 500") {
+                    return Ok(text.starts_with("http/1."));
+                }
+                if text.contains("service unavailable") || response.len() > 4096 {
+                    return Ok(false);
+                }
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    // A 500 of the origin's own, passed through: Pushpin is ready.
+                    return Ok(head_done);
+                }
+                response.extend_from_slice(&buf[..n]);
+            }
+        };
+        probe().unwrap_or(false)
     }
 
     /// SIGTERM to the runner's process group, a grace period, then SIGKILL to the
