@@ -216,8 +216,15 @@ fn a_lingering_channel_stays_subscribed_but_forgets_its_sequencing_state() {
     hub.release_expired(Instant::now());
 
     let second = Subscriber::new(Arc::from("r"), 10);
-    assert!(!hub.subscribe("a", &second), "still subscribed: not a first subscription");
-    assert_eq!(hub.last_id("a"), None, "sequencing state went with the last subscriber");
+    assert!(
+        !hub.subscribe("a", &second),
+        "still subscribed: not a first subscription"
+    );
+    assert_eq!(
+        hub.last_id("a"),
+        None,
+        "sequencing state went with the last subscriber"
+    );
     assert_eq!(
         events.try_recv().ok(),
         Some(ChannelEvent::Subscribed(Arc::from("a")))
