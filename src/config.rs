@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod problem;
+mod source;
+
+pub use problem::{Problem, Problems, Severity};
+pub use source::{ConfigSource, KeyPath};
+
+/// Most parse problems reported for one file before giving up on recovery.
+const MAX_PARSE_PROBLEMS: usize = 100;
+
 /// The whole file. Every section is optional; every key has a default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,10 +66,10 @@ pub struct ProxySection {
     /// Relay control URL that direct routes replay missed records from (`fjord run`:
     /// the in-process relay's control port by default).
     pub replay: Option<String>,
-    /// Seconds a channel read by direct routes keeps its history after its last client
-    /// left, so clients that reconnect soon resume from memory.
-    #[serde(default = "defaults::history_linger")]
-    pub history_linger: u64,
+    /// Seconds a channel stays subscribed (upstream, and with its history for direct
+    /// routes) after its last client left: Pushpin's `subscription_linger`.
+    #[serde(default = "defaults::subscription_linger")]
+    pub subscription_linger: u64,
     #[serde(default)]
     pub route: Vec<RouteSection>,
 }
@@ -194,7 +203,7 @@ mod defaults {
     pub fn message_wait() -> u64 {
         5000
     }
-    pub fn history_linger() -> u64 {
+    pub fn subscription_linger() -> u64 {
         60
     }
 }
@@ -239,6 +248,52 @@ impl FjordConfig {
     }
 }
 
+impl FjordConfig {
+    /// Parses `source` and reports every entry serde refuses (unknown keys, wrong
+    /// types), not only the first: each refused entry is blanked out — overwritten with
+    /// spaces, so every other byte keeps its offset and position — and the text parsed
+    /// again. Returns the configuration with those entries at their defaults (`None` when
+    /// a problem cannot be cut out, such as a syntax error) and the problems.
+    pub fn parse_all(source: &ConfigSource) -> (Option<FjordConfig>, Vec<Problem>) {
+        let mut text = source.text.clone();
+        let mut problems = Vec::new();
+        while problems.len() < MAX_PARSE_PROBLEMS {
+            let error = match toml::from_str::<FjordConfig>(&text) {
+                Ok(config) => return (Some(config), problems),
+                Err(error) => error,
+            };
+            let offset = error.span().map(|span| span.start);
+            let path = offset.and_then(|offset| source.path_at(offset));
+            problems.push(Problem {
+                severity: Severity::Error,
+                file: source.file.clone(),
+                position: offset.map(|offset| source.line_column(offset)),
+                key: path.as_ref().map(ToString::to_string),
+                message: problem::one_line(error.message()),
+            });
+            let ranges = path.map(|path| source.ranges_of(&path)).unwrap_or_default();
+            match blank_out(&text, &ranges) {
+                Some(blanked) if blanked != text => text = blanked,
+                _ => return (None, problems),
+            }
+        }
+        (None, problems)
+    }
+}
+
+/// `text` with the bytes of `ranges` replaced by spaces (line breaks kept).
+fn blank_out(text: &str, ranges: &[std::ops::Range<usize>]) -> Option<String> {
+    let mut bytes = text.as_bytes().to_vec();
+    for range in ranges {
+        for byte in bytes.get_mut(range.clone())? {
+            if *byte != b'\n' && *byte != b'\r' {
+                *byte = b' ';
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// 1-based line and column of a byte offset.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -267,6 +322,68 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("f.toml:3:1:"), "{text}");
         assert!(text.contains("lisen"), "{text}");
+    }
+
+    fn problems_of(text: &str) -> Vec<String> {
+        let source = ConfigSource::new("f.toml", text);
+        let (_, problems) = FjordConfig::parse_all(&source);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_not_only_the_first() {
+        let problems = problems_of(
+            "[proxy]\nlisen = 1\ncontrl = 2\n\n[auth]\naudience = \"a\"\nkey = \"k\"\n\n[relay]\n[[relay.stream]]\ntopic = \"t\"\nchanel = \"c\"\n",
+        );
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("f.toml:2:1: proxy.lisen: unknown field"));
+        assert!(problems[1].starts_with("f.toml:3:1: proxy.contrl: unknown field"));
+        assert!(problems[2].starts_with("f.toml:7:1: auth.key: unknown field"));
+        assert!(problems[3].starts_with("f.toml:12:1: relay.stream[0].chanel: unknown field"));
+    }
+
+    #[test]
+    fn wrong_types_are_reported_and_the_rest_still_parses() {
+        let source = ConfigSource::new(
+            "f.toml",
+            "[proxy]\nlisten = \"nowhere\"\nrelays = [\"tcp://a:1\", 2]\nsig_iss = \"me\"\n",
+        );
+        let (config, problems) = FjordConfig::parse_all(&source);
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 2, "{texts:#?}");
+        assert!(
+            texts[0].starts_with("f.toml:2:10: proxy.listen: "),
+            "{texts:#?}"
+        );
+        assert!(
+            texts[1].starts_with("f.toml:3:24: proxy.relays[1]: "),
+            "{texts:#?}"
+        );
+        let config = config.expect("the rest parses");
+        assert_eq!(config.proxy.sig_iss, "me");
+        assert_eq!(config.proxy.listen.port(), 7999);
+    }
+
+    #[test]
+    fn an_unknown_section_is_reported_once_with_its_name() {
+        let problems = problems_of("[proxyy]\nlisten = 1\nother = 2\n");
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("f.toml:1:2: proxyy: unknown field"),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_one_problem_without_a_config() {
+        let source = ConfigSource::new("f.toml", "[proxy]\nlisten = \n");
+        let (config, problems) = FjordConfig::parse_all(&source);
+        assert!(config.is_none());
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].to_string().starts_with("f.toml:2:"),
+            "{problems:?}"
+        );
     }
 
     #[test]

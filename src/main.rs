@@ -1,12 +1,17 @@
 //! The `fjord` command line: a thin layer over the proxy, relay and protocol crates.
 
+mod check_cmd;
 mod config;
+mod demo;
+mod demo_cmd;
 mod proxy_cmd;
 mod publish_cmd;
 mod relay_cmd;
 mod route_config;
 mod run_cmd;
+mod setup_cmd;
 mod token_cmd;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -36,6 +41,9 @@ enum Command {
     Relay(relay_cmd::RelayArgs),
     Token(token_cmd::TokenArgs),
     Publish(publish_cmd::PublishArgs),
+    Setup(setup_cmd::SetupArgs),
+    Check(check_cmd::CheckArgs),
+    Demo(demo_cmd::DemoArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -59,11 +67,17 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Publish(args) => publish_cmd::run(args),
+        Command::Setup(args) => setup_cmd::run(args),
+        Command::Check(args) => check_cmd::run(args),
+        Command::Demo(args) => demo_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fjord: {e:#}");
+            // One line per problem: a config error lists each of its problems.
+            for line in format!("{e:#}").lines() {
+                eprintln!("fjord: {line}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -48,7 +48,7 @@ pub struct ProxyArgs {
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let (config, base_dir) = match &args.config {
         Some(path) => (
-            FjordConfig::load(path)?,
+            crate::validate::load(path, crate::validate::Scope::Proxy)?,
             path.parent().map(Path::to_path_buf),
         ),
         None => (FjordConfig::default(), None),
@@ -137,7 +137,7 @@ pub fn build_from_file(
                 message_wait: Duration::from_millis(section.message_wait),
                 id_cache_ttl: Duration::from_secs(section.id_cache_ttl),
             },
-            history_linger: Duration::from_secs(section.history_linger),
+            subscription_linger: Duration::from_secs(section.subscription_linger),
         },
         control_limits: Default::default(),
         sig: SigSettings {

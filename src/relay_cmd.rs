@@ -23,7 +23,7 @@ pub struct RelayArgs {
 }
 
 pub fn run(args: RelayArgs) -> anyhow::Result<()> {
-    let config = FjordConfig::load(&args.config)?;
+    let config = crate::validate::load(&args.config, crate::validate::Scope::Relay)?;
     let relay_config =
         build(&config, true).map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -99,7 +99,8 @@ pub fn build(config: &FjordConfig, with_publish: bool) -> anyhow::Result<RelayCo
     Ok(relay)
 }
 
-fn stream(section: &StreamSection) -> anyhow::Result<StreamConfig> {
+/// One `[[relay.stream]]` as the relay's rule configuration (also used by `fjord check`).
+pub(crate) fn stream(section: &StreamSection) -> anyhow::Result<StreamConfig> {
     let topic = match (&section.topic, &section.topic_pattern) {
         (Some(topic), None) => TopicSelector::Exact(topic.clone()),
         (None, Some(pattern)) => TopicSelector::Pattern(pattern.clone()),

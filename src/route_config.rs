@@ -33,7 +33,8 @@ pub fn routes(config: &FjordConfig, base_dir: Option<&Path>) -> anyhow::Result<V
         .collect()
 }
 
-fn route(section: &RouteSection, base_dir: Option<&Path>) -> anyhow::Result<Route> {
+/// One `[[proxy.route]]` (also used by `fjord check`, which reports every route's problem).
+pub(crate) fn route(section: &RouteSection, base_dir: Option<&Path>) -> anyhow::Result<Route> {
     let direct_only = [
         ("stream", section.stream.is_some()),
         ("auth", section.auth.is_some()),

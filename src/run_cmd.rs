@@ -10,7 +10,6 @@ use fjord_proxy::hub::PublishInput;
 use fjord_proxy::launch;
 use fjord_relay::{ItemSink, Relay};
 
-use crate::config::FjordConfig;
 use crate::proxy_cmd;
 
 #[derive(Args)]
@@ -25,7 +24,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let config = FjordConfig::load(&args.config)?;
+    let config = crate::validate::load(&args.config, crate::validate::Scope::Run)?;
     let base_dir = args.config.parent().map(|p| p.to_path_buf());
     let mut proxy_config = proxy_cmd::build_from_file(&config, base_dir.as_deref())?;
     let mut relay_config = crate::relay_cmd::build(&config, false)

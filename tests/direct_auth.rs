@@ -26,7 +26,11 @@ async fn proxy() -> Proxy {
 }
 
 /// Status and parsed JSON body of a refused request.
-async fn refused(proxy: &Proxy, target: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+async fn refused(
+    proxy: &Proxy,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let mut conn = proxy.connect().await;
     conn.get(target, headers).await;
     let response = conn.read_response(SLOW).await.expect("response");
@@ -49,7 +53,9 @@ async fn open(proxy: &Proxy, target: &str, headers: &[(&str, &str)]) -> HttpConn
 
 async fn read_orders(conn: &mut HttpConn, count: usize) -> Vec<String> {
     let data = conn
-        .read_chunks_until(SLOW, |d| order_data(&String::from_utf8_lossy(d)).len() >= count)
+        .read_chunks_until(SLOW, |d| {
+            order_data(&String::from_utf8_lossy(d)).len() >= count
+        })
         .await
         .unwrap_or_else(|(e, d)| panic!("{e:?} after {:?}", String::from_utf8_lossy(&d)));
     order_data(&String::from_utf8_lossy(&data))
@@ -61,18 +67,33 @@ async fn a_request_without_a_token_is_401_with_the_reason() {
     let (status, body) = refused(&proxy, "/orders/1", &[]).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "unauthorized");
-    assert!(body["reason"].as_str().unwrap().contains("no token"), "{body}");
-    assert_eq!(proxy.metric("fjord_proxy_auth_failures_total{reason=\"missing\"}").await,
-        1.0);
+    assert!(
+        body["reason"].as_str().unwrap().contains("no token"),
+        "{body}"
+    );
+    assert_eq!(
+        proxy
+            .metric("fjord_proxy_auth_failures_total{reason=\"missing\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn a_token_with_a_bad_signature_is_401() {
     let proxy = proxy().await;
-    let forged = token_with("another-secret-entirely-0123456789", &["orders.*"], 3600, "fjord");
+    let forged = token_with(
+        "another-secret-entirely-0123456789",
+        &["orders.*"],
+        3600,
+        "fjord",
+    );
     let (status, body) = refused(&proxy, &format!("/orders/1?token={forged}"), &[]).await;
     assert_eq!(status, 401);
-    assert!(body["reason"].as_str().unwrap().contains("signature"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("signature"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +102,10 @@ async fn an_expired_token_is_401() {
     let expired = token_with(SECRET, &["orders.*"], -60, "fjord");
     let (status, body) = refused(&proxy, &format!("/orders/1?token={expired}"), &[]).await;
     assert_eq!(status, 401);
-    assert!(body["reason"].as_str().unwrap().contains("expired"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +114,10 @@ async fn a_token_for_another_audience_is_401() {
     let other = token_with(SECRET, &["orders.*"], 3600, "billing");
     let (status, body) = refused(&proxy, &format!("/orders/1?token={other}"), &[]).await;
     assert_eq!(status, 401);
-    assert!(body["reason"].as_str().unwrap().contains("audience"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("audience"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -100,7 +127,10 @@ async fn a_channel_outside_the_claim_is_403() {
     let (status, body) = refused(&proxy, &format!("/orders/2?token={narrow}"), &[]).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"], "forbidden");
-    assert!(body["reason"].as_str().unwrap().contains("orders.2"), "{body}");
+    assert!(
+        body["reason"].as_str().unwrap().contains("orders.2"),
+        "{body}"
+    );
     // An extra ?channel= is checked as well.
     let (status, body) = refused(
         &proxy,
@@ -147,7 +177,10 @@ async fn a_token_expiring_mid_stream_ends_it_with_a_resume_id_a_fresh_token_cont
     let close = events.last().expect("a final event");
     assert_eq!(close.event.as_deref(), Some("close"));
     assert!(close.data.contains("token-expired"), "{close:?}");
-    let resume_id = close.id.clone().expect("the close event carries the resume id");
+    let resume_id = close
+        .id
+        .clone()
+        .expect("the close event carries the resume id");
 
     // Published while the client fetches a new token: it must not be lost.
     proxy
@@ -191,15 +224,24 @@ async fn cors_preflight_answers_listed_origins_only() {
         .contains("Last-Event-ID"));
 
     let mut conn = proxy.connect().await;
-    conn.send("OPTIONS", "/orders/1", &[("Origin", "https://evil.example")], b"")
-        .await;
+    conn.send(
+        "OPTIONS",
+        "/orders/1",
+        &[("Origin", "https://evil.example")],
+        b"",
+    )
+    .await;
     let response = conn.read_response(SLOW).await.expect("preflight");
-    assert!(response.head.header("access-control-allow-origin").is_none());
+    assert!(response
+        .head
+        .header("access-control-allow-origin")
+        .is_none());
 
     // The actual response carries the header too (refusals included).
     let (_, _) = refused(&proxy, "/orders/1", &[("Origin", "https://app.example")]).await;
     let mut conn = proxy.connect().await;
-    conn.get("/orders/1", &[("Origin", "https://app.example")]).await;
+    conn.get("/orders/1", &[("Origin", "https://app.example")])
+        .await;
     let response = conn.read_response(SLOW).await.expect("response");
     assert_eq!(response.head.status, 401);
     assert_eq!(

@@ -57,8 +57,11 @@ impl Proxy {
         let routes_path = dir.path().join("routes");
         std::fs::write(&routes_path, routes).expect("write routes");
         let config = dir.path().join("fjord.toml");
-        std::fs::write(&config, "[proxy]\nupdate_on_first_subscription = false\n")
-            .expect("write config");
+        std::fs::write(
+            &config,
+            "[proxy]\nupdate_on_first_subscription = false\nsubscription_linger = 1\n",
+        )
+        .expect("write config");
         let (http, control, pull, sub) = (
             free_loopback_port().expect("port"),
             free_loopback_port().expect("port"),

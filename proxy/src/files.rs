@@ -11,6 +11,11 @@ use crate::body::{self, ProxyBody};
 /// Largest file served.
 const MAX_FILE: u64 = 16 * 1024 * 1024;
 
+/// The browser client (README "Browser client"), served as `fjord.js` at the top of
+/// every files route whose directory has no file of that name, so a page served by the
+/// proxy can always load it from `/fjord.js`.
+pub const FJORD_JS: &str = include_str!("../assets/fjord.js");
+
 /// Serves `request` from `root`, the route's path prefix `prefix` cut from the path.
 pub async fn handle(root: &Path, prefix: &str, request: &Request<Bytes>) -> Response<ProxyBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -19,6 +24,9 @@ pub async fn handle(root: &Path, prefix: &str, request: &Request<Bytes>) -> Resp
     let Some(path) = file_path(root, prefix, request.uri().path()) else {
         return body::text(StatusCode::NOT_FOUND, "Not found.\n");
     };
+    if path == root.join("fjord.js") && !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return respond(request, Bytes::from_static(FJORD_JS.as_bytes()), &path);
+    }
     let path = if path.is_dir() {
         path.join("index.html")
     } else {
@@ -33,6 +41,11 @@ pub async fn handle(root: &Path, prefix: &str, request: &Request<Bytes>) -> Resp
     let Ok(contents) = tokio::fs::read(&path).await else {
         return body::text(StatusCode::NOT_FOUND, "Not found.\n");
     };
+    respond(request, Bytes::from(contents), &path)
+}
+
+/// A file's response, typed by the name's extension.
+fn respond(request: &Request<Bytes>, contents: Bytes, path: &Path) -> Response<ProxyBody> {
     let mut response = if request.method() == Method::HEAD {
         Response::new(body::empty())
     } else {
@@ -40,7 +53,7 @@ pub async fn handle(root: &Path, prefix: &str, request: &Request<Bytes>) -> Resp
     };
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(&path)),
+        HeaderValue::from_static(content_type(path)),
     );
     response.headers_mut().insert(
         http::header::CACHE_CONTROL,

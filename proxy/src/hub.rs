@@ -137,9 +137,10 @@ struct ChannelState {
     sequencer: ChannelSequencer,
     /// Position and recent items of a Kafka-fed channel read by direct connections.
     history: Option<ChannelHistory>,
-    /// When the last subscriber of a channel with history left: the channel lingers
-    /// (still subscribed upstream, still recording) so a client that reconnects soon is
-    /// served from memory.
+    /// When the last subscriber left. The channel lingers `subscription_linger` (§4.3,
+    /// §5.6): still subscribed upstream, so a long-poll client that re-polls does not
+    /// make publishers flap, and a channel with history keeps recording, so a client
+    /// that reconnects soon is served from memory.
     idle_since: Option<Instant>,
 }
 
@@ -154,9 +155,27 @@ impl ChannelState {
         }
     }
 
-    /// Whether the channel can be dropped now that it may have no subscriber.
-    fn is_unused(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_none()
+    /// Called whenever the channel may have lost its last subscriber; returns whether
+    /// to drop it now.
+    fn on_emptied(&mut self, now: Instant, config: &HubConfig) -> bool {
+        if !self.subscribers.is_empty() {
+            return false;
+        }
+        if config.subscription_linger.is_zero() {
+            return true;
+        }
+        if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+        false
+    }
+
+    /// Whether a channel without subscribers lingered long enough.
+    fn lingered_out(&self, now: Instant, linger: Duration) -> bool {
+        self.subscribers.is_empty()
+            && self
+                .idle_since
+                .is_some_and(|idle| now.saturating_duration_since(idle) >= linger)
     }
 }
 
@@ -181,15 +200,15 @@ pub struct PublishOutcome {
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub sequencer: SequencerConfig,
-    /// How long a channel with history outlives its last subscriber.
-    pub history_linger: Duration,
+    /// How long a channel outlives its last subscriber (`subscription_linger`).
+    pub subscription_linger: Duration,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             sequencer: SequencerConfig::default(),
-            history_linger: Duration::from_secs(60),
+            subscription_linger: Duration::from_secs(60),
         }
     }
 }
@@ -288,7 +307,11 @@ impl Hub {
         match shard.channels.entry(Arc::from(channel)) {
             Entry::Occupied(entry) => {
                 let state = entry.into_mut();
-                state.idle_since = None;
+                if state.idle_since.take().is_some() && state.history.is_none() {
+                    // Sequencing state goes with the last subscriber (§3.7); only the
+                    // upstream subscription lingered.
+                    state.sequencer = ChannelSequencer::new(self.config.sequencer.clone());
+                }
                 if !state.subscribers.iter().any(|s| s.id == subscriber.id) {
                     state.subscribers.push(Arc::clone(subscriber));
                 }
@@ -321,10 +344,7 @@ impl Hub {
         let before = state.subscribers.len();
         state.subscribers.retain(|s| s.id != subscriber);
         let removed = before != state.subscribers.len();
-        if state.subscribers.is_empty() && state.history.is_some() {
-            state.idle_since.get_or_insert_with(Instant::now);
-        }
-        let emptied = state.is_unused();
+        let emptied = state.on_emptied(Instant::now(), &self.config);
         if emptied {
             if let Some(state) = shard.channels.remove(channel) {
                 let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
@@ -417,7 +437,7 @@ impl Hub {
                 history.remember(Arc::clone(delivery), now_ms);
             }
         }
-        Self::forget_if_empty(&mut shard, &self.events, &self.metrics, &ready);
+        self.forget_if_empty(&mut shard, &ready, now);
         outcome
     }
 
@@ -426,7 +446,7 @@ impl Hub {
     /// Called periodically by [`Hub::run_maintenance`].
     pub fn release_expired(&self, now: Instant) -> usize {
         let mut delivered = 0;
-        let linger = self.config.history_linger;
+        let linger = self.config.subscription_linger;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let mut emptied = Vec::new();
@@ -435,13 +455,7 @@ impl Hub {
                 if !ready.is_empty() {
                     delivered += fan_out(state, &ready, &self.metrics).deliveries;
                 }
-                if state.subscribers.is_empty() && state.history.is_some() {
-                    let idle = *state.idle_since.get_or_insert(now);
-                    if now.saturating_duration_since(idle) >= linger {
-                        state.history = None;
-                    }
-                }
-                if state.is_unused() {
+                if state.on_emptied(now, &self.config) || state.lingered_out(now, linger) {
                     emptied.push(Arc::clone(&state.name));
                 }
             }
@@ -471,21 +485,16 @@ impl Hub {
         }
     }
 
-    fn forget_if_empty(
-        shard: &mut Shard,
-        events: &mpsc::UnboundedSender<ChannelEvent>,
-        metrics: &Metrics,
-        ready: &[Arc<Delivery>],
-    ) {
+    fn forget_if_empty(&self, shard: &mut Shard, ready: &[Arc<Delivery>], now: Instant) {
         let Some(first) = ready.first() else { return };
-        let empty = shard
+        let drop_now = shard
             .channels
-            .get(&first.channel)
-            .is_some_and(ChannelState::is_unused);
-        if empty {
+            .get_mut(&first.channel)
+            .is_some_and(|state| state.on_emptied(now, &self.config));
+        if drop_now {
             if let Some(state) = shard.channels.remove(&first.channel) {
-                metrics.channels.dec();
-                let _ = events.send(ChannelEvent::Unsubscribed(state.name));
+                self.metrics.channels.dec();
+                let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
             }
         }
     }

@@ -115,7 +115,7 @@ fn position_of(meta: &BTreeMap<String, String>) -> Option<KafkaPosition> {
 
 /// `content` without its leading `id:` line, if it has one (the relay writes the id
 /// first; an `id:` elsewhere is left alone).
-fn strip_id_line(content: &Bytes) -> Bytes {
+pub fn strip_id_line(content: &Bytes) -> Bytes {
     if content.starts_with(b"id:") {
         if let Some(newline) = content.iter().position(|&b| b == b'\n') {
             return content.slice(newline + 1..);

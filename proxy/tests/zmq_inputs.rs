@@ -311,6 +311,35 @@ async fn xpub_peers_see_subscribe_and_unsubscribe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpub_peers_see_the_unsubscribe_only_after_the_linger() {
+    let linger = Duration::from_millis(1500);
+    let (hub, events) = support::hub_lingering(linger);
+    let maintenance = tokio::spawn(Arc::clone(&hub).run_maintenance(Duration::from_millis(100)));
+    let input = sub_input(&hub, events, Vec::new()).await;
+    let mut peer = XPubPeer::connect(&input.endpoints()[0]).await;
+    let first = subscribe(&hub, "a");
+    assert_eq!(
+        peer.subscription(PATIENCE).await.as_deref(),
+        Some(&b"\x01a"[..])
+    );
+    // A long-poll client between two polls: gone, then back within the linger.
+    hub.unsubscribe("a", first.id());
+    let again = subscribe(&hub, "a");
+    assert_eq!(peer.subscription(QUIET).await, None, "no flapping");
+    let left_at = std::time::Instant::now();
+    hub.unsubscribe("a", again.id());
+    assert_eq!(
+        peer.subscription(PATIENCE + linger).await.as_deref(),
+        Some(&b"\x00a"[..])
+    );
+    assert!(
+        left_at.elapsed() >= linger,
+        "unsubscribed before the linger passed"
+    );
+    maintenance.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_departed_publisher_does_not_block_subscriptions_for_the_others() {
     let (hub, events) = support::hub();
     let input = sub_input(&hub, events, Vec::new()).await;

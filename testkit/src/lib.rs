@@ -6,6 +6,10 @@
 //! operations the proxy and relay suites need: create topics, produce records with keys
 //! and headers, read high watermarks, stop (SIGKILL) and restart on the same data.
 //!
+//! [`Pushpin`] starts a real, unmodified Pushpin (Debian's `pushpin` package) from a
+//! private configuration in a temporary directory, for interoperability tests of the
+//! relay's Pushpin-facing outputs.
+//!
 //! Known quirks of the test broker, which the suites must respect:
 //! - topics are not auto-created; call [`KafkaBroker::create_topic`] first;
 //! - ListGroups/DescribeGroups drop the connection, so nothing here depends on them;
@@ -16,6 +20,8 @@
 
 mod broker;
 mod ports;
+mod pushpin;
 
 pub use broker::{produce_with, BrokerError, KafkaBroker, TestRecord, INSTALL_HINT};
 pub use ports::free_loopback_port;
+pub use pushpin::{Pushpin, PushpinError, PUSHPIN_INSTALL_HINT};

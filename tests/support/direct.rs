@@ -66,10 +66,12 @@ pub struct SseEvent {
     pub data: String,
 }
 
-/// Every complete event in `text` (comments and `retry:` lines skipped).
+/// Every complete event in `text` (comments and `retry:` lines skipped; an event still
+/// missing its blank line is not complete).
 pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    let complete = text.rfind("\n\n").map_or("", |end| &text[..end]);
     let mut events = Vec::new();
-    for block in text.split("\n\n") {
+    for block in complete.split("\n\n") {
         let mut id = None;
         let mut event = None;
         let mut data: Vec<&str> = Vec::new();

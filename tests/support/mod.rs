@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod deployment;
 pub mod direct;
 pub mod origin;
 pub mod proxy;

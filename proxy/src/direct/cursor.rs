@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::replay::Gap;
 use crate::hub::{unix_ms, Delivery};
-use crate::kafka_event::{KafkaEvent, ParsedEvent};
+use crate::kafka_event::{strip_id_line, KafkaEvent, ParsedEvent};
 
 /// How events reach the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,11 @@ impl Event<'_> {
                 ..
             } => (*shared).clone(),
             Event::Record { record, id, .. } => record.sse_with_id(id.as_str()),
-            Event::Plain(delivery) => stream_content(delivery).unwrap_or_default(),
+            // Without the publisher's own id: the client's Last-Event-ID must stay a
+            // resume id, which the next reconnect is served from.
+            Event::Plain(delivery) => stream_content(delivery)
+                .map(|content| strip_id_line(&content))
+                .unwrap_or_default(),
         }
     }
 

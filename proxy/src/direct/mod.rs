@@ -116,19 +116,38 @@ struct DirectRequest {
     resume: Option<ResumePosition>,
 }
 
-fn bad_request(reason: &str) -> Response<ProxyBody> {
-    json_error(StatusCode::BAD_REQUEST, "bad_request", reason)
+/// A request refused before anything was subscribed.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    reason: String,
+}
+
+impl Refusal {
+    fn into_response(self) -> Response<ProxyBody> {
+        json_error(self.status, self.error, &self.reason)
+    }
+}
+
+fn bad_request(reason: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::BAD_REQUEST,
+        error: "bad_request",
+        reason: reason.to_owned(),
+    }
 }
 
 /// Reads path, query and headers.
-fn parse_request(
-    direct: &DirectRoute,
-    request: &Request<Bytes>,
-) -> Result<DirectRequest, Response<ProxyBody>> {
+fn parse_request(direct: &DirectRoute, request: &Request<Bytes>) -> Result<DirectRequest, Refusal> {
     let values = direct
         .path
         .matches(request.uri().path())
-        .ok_or_else(|| json_error(StatusCode::NOT_FOUND, "not_found", "no such channel path"))?;
+        .ok_or_else(|| Refusal {
+            status: StatusCode::NOT_FOUND,
+            error: "not_found",
+            reason: "no such channel path".to_owned(),
+        })?;
     let pairs = query::parse_query(request.uri().query().unwrap_or(""))
         .ok_or_else(|| bad_request("the query string is not valid percent-encoded UTF-8"))?;
     let mut channels = vec![direct.channel.render(&values)];
@@ -243,7 +262,7 @@ async fn respond(
     }
     let parsed = match parse_request(direct, request) {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let mut expires_in = None;
     if direct.auth == AuthMode::Token {

@@ -14,7 +14,10 @@
 //! phrases from [`hyper::ext::ReasonPhrase`], and noticing a client that hangs up while
 //! its response is held.
 
-mod request;
+/// Public so the fuzz target `http1_request` (protocol/fuzz) can drive the request
+/// reader with arbitrary bytes; the server itself only uses it through
+/// [`serve_connection`].
+pub mod request;
 mod response;
 
 use std::future::Future;

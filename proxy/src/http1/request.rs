@@ -11,6 +11,8 @@ use super::MAX_HEAD;
 const MAX_HEADERS: usize = 100;
 /// First allocation for a request head; most heads fit.
 const INITIAL_HEAD_BUFFER: usize = 1024;
+/// Longest chunk-size or trailer line of a chunked body, CRLF not counted.
+const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -51,7 +53,9 @@ where
         buf.reserve(INITIAL_HEAD_BUFFER);
     }
     let (head_len, mut parts, framing, keep_alive, expects_continue) = loop {
-        if let Some(parsed) = parse_head(&buf)? {
+        // Only the first MAX_HEAD bytes count, so whether a head fits (and which error
+        // a bad one gets) does not depend on how many bytes one read brought.
+        if let Some(parsed) = parse_head(&buf[..buf.len().min(MAX_HEAD)])? {
             break parsed;
         }
         if buf.len() >= MAX_HEAD {
@@ -268,6 +272,20 @@ impl ChunkedDecoder {
     ) -> Result<bool, RequestError> {
         let mut pos = 0;
         let result = loop {
+            if self.expect_crlf {
+                // Decided from the first bytes, not at the end of a line: garbage after
+                // a chunk's data gets this error however it arrives.
+                let pending = &input[pos..];
+                match pending {
+                    [b'\r', b'\n', ..] => {
+                        pos += 2;
+                        self.expect_crlf = false;
+                        continue;
+                    }
+                    [] | [b'\r'] => break Ok(false),
+                    _ => break Err(RequestError::Malformed("missing CRLF after chunk".into())),
+                }
+            }
             if self.remaining > 0 {
                 let take = self.remaining.min(input.len() - pos);
                 if take == 0 {
@@ -285,20 +303,20 @@ impl ChunkedDecoder {
                 continue;
             }
             let Some(eol) = input[pos..].windows(2).position(|w| w == b"\r\n") else {
-                if input.len() - pos > 4096 {
+                // The same limit as for a complete line below: a trailing CR may be
+                // the start of the line's CRLF.
+                let pending = &input[pos..];
+                let line_so_far = pending.len() - usize::from(pending.ends_with(b"\r"));
+                if line_so_far > MAX_CHUNK_LINE {
                     break Err(RequestError::Malformed("chunk line too long".into()));
                 }
                 break Ok(false);
             };
+            if eol > MAX_CHUNK_LINE {
+                break Err(RequestError::Malformed("chunk line too long".into()));
+            }
             let line = &input[pos..pos + eol];
             pos += eol + 2;
-            if self.expect_crlf {
-                if !line.is_empty() {
-                    break Err(RequestError::Malformed("missing CRLF after chunk".into()));
-                }
-                self.expect_crlf = false;
-                continue;
-            }
             if self.in_trailers {
                 if line.is_empty() {
                     break Ok(true);
@@ -323,5 +341,168 @@ impl ChunkedDecoder {
         };
         input.drain(..pos);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Regressions found by the `http1_request` fuzz target (protocol/fuzz): the same
+    //! bytes must give the same result whether they arrive in one read or in many.
+
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::ReadBuf;
+
+    use super::*;
+
+    /// A client replayed from memory, `step` bytes per read (`usize::MAX`: all that fits).
+    struct Replay {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+    }
+
+    impl AsyncRead for Replay {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = (self.data.len() - self.pos)
+                .min(buf.remaining())
+                .min(self.step);
+            let start = self.pos;
+            buf.put_slice(&self.data[start..start + n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Replay {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The first request of `data` read `step` bytes at a time: its body, or the error.
+    async fn first_request(data: &[u8], step: usize) -> Result<Vec<u8>, String> {
+        let mut client = Replay {
+            data: data.to_vec(),
+            pos: 0,
+            step,
+        };
+        match read_request(&mut client, &mut Vec::new(), 1 << 20).await {
+            Ok(Some(request)) => Ok(request.inner.body().to_vec()),
+            Ok(None) => Err("closed".into()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// The outcome with every read as large as the buffer allows, after checking that
+    /// reads of 1, 7 and 509 bytes give the same.
+    async fn outcome_for_any_split(data: &[u8]) -> Result<Vec<u8>, String> {
+        let whole = first_request(data, usize::MAX).await;
+        for step in [1, 7, 509] {
+            assert_eq!(first_request(data, step).await, whole, "{step}-byte reads");
+        }
+        whole
+    }
+
+    fn chunked(body: &[u8]) -> Vec<u8> {
+        let mut data = b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        data.extend_from_slice(body);
+        data
+    }
+
+    #[tokio::test]
+    async fn chunk_line_over_the_limit_is_refused_even_when_it_arrives_complete() {
+        let mut body = b"3;".to_vec();
+        body.extend(std::iter::repeat_n(b'e', MAX_CHUNK_LINE));
+        body.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+        let outcome = outcome_for_any_split(&chunked(&body)).await;
+        assert_eq!(
+            outcome,
+            Err("malformed request: chunk line too long".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_chunk_line_over_the_limit_gets_the_same_error_in_any_split() {
+        let mut body = vec![b'z'; MAX_CHUNK_LINE + 10];
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        let outcome = outcome_for_any_split(&chunked(&body)).await;
+        assert_eq!(
+            outcome,
+            Err("malformed request: chunk line too long".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn chunk_line_at_the_limit_is_accepted() {
+        let mut body = b"3;".to_vec();
+        body.extend(std::iter::repeat_n(b'e', MAX_CHUNK_LINE - 2));
+        body.extend_from_slice(b"\r\nabc\r\n0\r\n\r\n");
+        let outcome = outcome_for_any_split(&chunked(&body)).await;
+        assert_eq!(outcome, Ok(b"abc".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn garbage_after_chunk_data_is_a_missing_crlf_in_any_split() {
+        let mut body = b"3\r\nabcX".to_vec();
+        body.extend(std::iter::repeat_n(b'x', MAX_CHUNK_LINE + 10));
+        body.extend_from_slice(b"\r\n0\r\n\r\n");
+        let outcome = outcome_for_any_split(&chunked(&body)).await;
+        assert_eq!(
+            outcome,
+            Err("malformed request: missing CRLF after chunk".into())
+        );
+    }
+
+    /// A GET whose head is exactly `len` bytes long.
+    fn head_of_len(len: usize) -> Vec<u8> {
+        let fixed = "GET / HTTP/1.1\r\nX-Pad: \r\n\r\n".len();
+        let mut data = b"GET / HTTP/1.1\r\nX-Pad: ".to_vec();
+        data.extend(std::iter::repeat_n(b'p', len - fixed));
+        data.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(data.len(), len);
+        data
+    }
+
+    #[tokio::test]
+    async fn head_over_the_limit_is_refused_even_when_one_read_completes_it() {
+        let outcome = outcome_for_any_split(&head_of_len(MAX_HEAD + 3)).await;
+        assert_eq!(
+            outcome,
+            Err(format!("request head larger than {MAX_HEAD} bytes"))
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_byte_past_the_head_limit_is_reported_as_too_large() {
+        let mut data = head_of_len(MAX_HEAD + 40);
+        data[MAX_HEAD + 2] = 0;
+        let outcome = outcome_for_any_split(&data).await;
+        assert_eq!(
+            outcome,
+            Err(format!("request head larger than {MAX_HEAD} bytes"))
+        );
+    }
+
+    #[tokio::test]
+    async fn head_of_exactly_the_limit_is_accepted() {
+        let outcome = outcome_for_any_split(&head_of_len(MAX_HEAD)).await;
+        assert_eq!(outcome, Ok(Vec::new()));
     }
 }

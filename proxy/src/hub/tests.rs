@@ -2,13 +2,18 @@ use super::*;
 use crate::queue::QueueEvent;
 use bytes::Bytes;
 
+/// A hub whose channels go with their last subscriber.
 fn hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
+    hub_lingering(Duration::ZERO)
+}
+
+fn hub_lingering(linger: Duration) -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
     let config = HubConfig {
         sequencer: SequencerConfig {
             message_wait: Duration::from_secs(5),
             id_cache_ttl: Duration::ZERO,
         },
-        history_linger: Duration::from_secs(60),
+        subscription_linger: linger,
     };
     Hub::new(config, Arc::new(Metrics::new()))
 }
@@ -148,7 +153,7 @@ fn a_history_channel_drops_records_it_delivered_already() {
 
 #[test]
 fn a_history_channel_lingers_after_its_last_subscriber_and_keeps_recording() {
-    let (hub, mut events) = hub();
+    let (hub, mut events) = hub_lingering(Duration::from_secs(60));
     let sub = Subscriber::new(Arc::from("r"), 10);
     hub.subscribe_direct("orders.1", &sub, 100, None);
     hub.publish(kafka_item("orders.1", "1", 0, 5), PublishInput::Relay);
@@ -196,4 +201,41 @@ fn a_conflating_subscriber_keeps_the_newest_value_per_key() {
     assert!(!sub.is_overflowed());
     assert_eq!(offsets_of(&sub), vec![3, 4]);
     assert_eq!(hub.metrics().conflations.get(), 2);
+}
+
+#[test]
+fn a_lingering_channel_stays_subscribed_but_forgets_its_sequencing_state() {
+    let (hub, mut events) = hub_lingering(Duration::from_secs(60));
+    let first = Subscriber::new(Arc::from("r"), 10);
+    assert!(hub.subscribe("a", &first));
+    let mut item = item("a", b"x");
+    item.id = Some("1".into());
+    hub.publish(item, PublishInput::Http);
+    assert_eq!(hub.last_id("a").as_deref(), Some("1"));
+    hub.unsubscribe("a", first.id());
+    hub.release_expired(Instant::now());
+
+    let second = Subscriber::new(Arc::from("r"), 10);
+    assert!(
+        !hub.subscribe("a", &second),
+        "still subscribed: not a first subscription"
+    );
+    assert_eq!(
+        hub.last_id("a"),
+        None,
+        "sequencing state went with the last subscriber"
+    );
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Subscribed(Arc::from("a")))
+    );
+    assert!(events.try_recv().is_err(), "no unsubscribe while lingering");
+
+    hub.unsubscribe("a", second.id());
+    hub.release_expired(Instant::now() + Duration::from_secs(61));
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Unsubscribed(Arc::from("a")))
+    );
+    assert_eq!(hub.metrics().channels.get(), 0);
 }

@@ -14,8 +14,18 @@ use tokio::sync::mpsc;
 /// The hub's channel events, as the SUB input consumes them.
 pub type Events = mpsc::UnboundedReceiver<ChannelEvent>;
 
+/// A hub whose channels go with their last subscriber (no `subscription_linger`).
 pub fn hub() -> (Arc<Hub>, Events) {
-    Hub::new(HubConfig::default(), Arc::new(Metrics::new()))
+    hub_lingering(Duration::ZERO)
+}
+
+/// A hub whose channels linger `linger` after their last subscriber.
+pub fn hub_lingering(linger: Duration) -> (Arc<Hub>, Events) {
+    let config = HubConfig {
+        subscription_linger: linger,
+        ..HubConfig::default()
+    };
+    Hub::new(config, Arc::new(Metrics::new()))
 }
 
 /// A subscriber of `channel` with room for 100 items.
