@@ -49,8 +49,14 @@ async fn open(deployment: &Deployment, last_event_id: Option<&str>) -> HttpConn 
 
 /// Reads until `count` order events arrived; returns them.
 async fn read_events(conn: &mut HttpConn, count: usize) -> Vec<SseEvent> {
+    read_events_within(conn, count, WAIT).await
+}
+
+async fn read_events_within(conn: &mut HttpConn, count: usize, limit: Duration) -> Vec<SseEvent> {
     let data = conn
-        .read_chunks_until(WAIT, |d| orders(&String::from_utf8_lossy(d)).len() >= count)
+        .read_chunks_until(limit, |d| {
+            orders(&String::from_utf8_lossy(d)).len() >= count
+        })
         .await
         .unwrap_or_else(|(e, d)| {
             panic!(
@@ -408,4 +414,75 @@ async fn offsets_kafka_no_longer_has_arrive_as_a_gap_event_and_the_stream_goes_o
     assert_eq!(offsets, expected);
     assert!(metric(deployment.control, "fjord_proxy_gaps_total").await >= 1.0);
     producer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_and_restarted_under_steady_traffic_loses_nothing_for_connected_clients() {
+    let broker = start_broker();
+    broker.create_topic("orders", 2).await.expect("topic");
+    let deployment = Deployment::new(&broker, "relay-restart", 1000, true);
+    let mut relay = deployment.spawn("relay");
+    wait_ready(deployment.relay_control).await;
+    let _proxy = deployment.spawn("proxy");
+    wait_ready(deployment.control).await;
+    let mut client = open(&deployment, None).await;
+    wait_metric(
+        deployment.relay_control,
+        "fjord_relay_xpub_subscriptions",
+        1.0,
+    )
+    .await;
+
+    // Steady traffic on both partitions for the whole test.
+    let total = 120;
+    let producer = {
+        let bootstrap = broker.bootstrap();
+        tokio::spawn(async move {
+            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .create()
+                .expect("producer");
+            for i in 0..total {
+                let partition = i % 2;
+                let value = format!("{{\"v\":\"s{i}\",\"p\":{partition}}}");
+                let record = rdkafka::producer::FutureRecord::to("orders")
+                    .key("7")
+                    .payload(&value)
+                    .partition(partition);
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .expect("produce");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let first = read_events(&mut client, 20).await;
+    relay.start_kill().expect("SIGKILL the relay");
+    relay.wait().await.expect("relay gone");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _relay = deployment.spawn("relay");
+    wait_ready(deployment.relay_control).await;
+    producer.await.expect("producer");
+    // The restarted relay gets its partitions once the group coordinator has given up
+    // on the killed member (its session timeout) and rebalanced.
+    let started = std::time::Instant::now();
+    let rest = read_events_within(
+        &mut client,
+        total as usize - first.len(),
+        Duration::from_secs(120),
+    )
+    .await;
+    eprintln!("caught up {:?} after the restart", started.elapsed());
+    let mut got = data(&first);
+    got.extend(data(&rest));
+    let expected: Vec<String> = (0..total)
+        .map(|i| format!("{{\"v\":\"s{i}\",\"p\":{}}}", i % 2))
+        .collect();
+    assert_eq!(per_partition(&got), per_partition(&expected));
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "no duplicates reached the client"
+    );
 }

@@ -49,7 +49,7 @@ def main(argv):
 
         endpoint, channel, content, encoding = argv[2:6]
         sock = zmq.Context.instance().socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 5000)
+        sock.setsockopt(zmq.LINGER, 30000)  # deliver even on a loaded machine
         sock.connect(endpoint)
         item = stream_item(channel, content)
         frame = tnetstring(item) if encoding == "tnetstring" else b"J" + json.dumps(item).encode()
@@ -61,7 +61,7 @@ def main(argv):
 
         endpoint, channel, content = argv[2:5]
         sock = zmq.Context.instance().socket(zmq.XPUB)
-        sock.setsockopt(zmq.LINGER, 5000)
+        sock.setsockopt(zmq.LINGER, 30000)  # deliver even on a loaded machine
         sock.connect(endpoint)
         deadline = time.time() + 10
         while time.time() < deadline:

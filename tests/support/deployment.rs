@@ -61,7 +61,7 @@ impl Deployment {
                  {route}history = {history}\npoll_timeout = 2\n\n{extra}\n\
                  [relay]\n{publish_line}control = \"127.0.0.1:{relay_control}\"\n\n\
                  [kafka]\n\"bootstrap.servers\" = \"{}\"\n\"group.id\" = \"{group}\"\n\
-                 \"auto.offset.reset\" = \"earliest\"\n\"session.timeout.ms\" = 6000\n\n\
+                 \"auto.offset.reset\" = \"earliest\"\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 500\n\n\
                  [[relay.stream]]\ntopic = \"orders\"\nchannel = \"orders.{{key}}\"\nevent = \"order\"\n",
                 broker.bootstrap()
             ),
