@@ -21,7 +21,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fjord_protocol::resume::ResumePosition;
 
-use crate::hub::Delivery;
 use crate::kafka_event::KafkaEvent;
 
 /// A Kafka item as one channel delivers it: the record, where the channel stands after
@@ -42,13 +41,15 @@ pub struct ChannelRecord {
 #[derive(Debug)]
 pub enum Catchup {
     /// Everything after the position, oldest first (possibly nothing).
-    Items(Vec<Arc<Delivery>>),
+    Items(Vec<Arc<ChannelRecord>>),
     /// The ring does not reach back far enough: replay from Kafka.
     Replay,
 }
 
+/// The ring keeps the channel's view of a record, not the published item: the item's
+/// other formats and `meta` are freed once it was delivered live.
 struct Entry {
-    delivery: Arc<Delivery>,
+    record: Arc<ChannelRecord>,
     /// Wall-clock time of arrival (ms since the epoch), for timestamp-only cursors.
     arrived_ms: u64,
 }
@@ -109,34 +110,31 @@ impl ChannelHistory {
         }
     }
 
-    /// Keeps `delivery` (whose `kafka` is set) in the ring, evicting the oldest item when
-    /// full.
-    pub fn remember(&mut self, delivery: Arc<Delivery>, now_ms: u64) {
+    /// Keeps `record` in the ring, evicting the oldest when full.
+    pub fn remember(&mut self, record: Arc<ChannelRecord>, now_ms: u64) {
         if self.capacity == 0 {
-            self.evict(delivery);
+            self.evict(&record);
             return;
         }
         if self.entries.len() >= self.capacity {
             if let Some(old) = self.entries.pop_front() {
-                self.evict(old.delivery);
+                self.evict(&old.record);
             }
         }
         self.entries.push_back(Entry {
-            delivery,
+            record,
             arrived_ms: now_ms,
         });
     }
 
-    fn evict(&mut self, delivery: Arc<Delivery>) {
+    fn evict(&mut self, record: &ChannelRecord) {
         self.evicted = true;
-        if let Some(event) = &delivery.kafka {
-            let position = &event.record.position;
-            let floor = self
-                .floors
-                .entry((position.topic.clone(), position.partition))
-                .or_insert(position.offset);
-            *floor = (*floor).max(position.offset);
-        }
+        let position = &record.record.position;
+        let floor = self
+            .floors
+            .entry((position.topic.clone(), position.partition))
+            .or_insert(position.offset);
+        *floor = (*floor).max(position.offset);
     }
 
     /// What the ring holds after `after`.
@@ -157,14 +155,8 @@ impl ChannelHistory {
         let items = self
             .entries
             .iter()
-            .filter(|entry| {
-                entry
-                    .delivery
-                    .kafka
-                    .as_ref()
-                    .is_some_and(|e| !after.covers_position(&e.record.position))
-            })
-            .map(|entry| Arc::clone(&entry.delivery))
+            .filter(|entry| !after.covers_position(&entry.record.record.position))
+            .map(|entry| Arc::clone(&entry.record))
             .collect();
         Catchup::Items(items)
     }
@@ -179,7 +171,7 @@ impl ChannelHistory {
             .entries
             .iter()
             .filter(|entry| entry.arrived_ms >= since_ms)
-            .map(|entry| Arc::clone(&entry.delivery))
+            .map(|entry| Arc::clone(&entry.record))
             .collect();
         Catchup::Items(items)
     }

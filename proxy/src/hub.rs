@@ -56,8 +56,8 @@ pub struct Delivery {
     pub item: PublishItem,
     pub received_at: Instant,
     /// The item as a Kafka-fed channel delivers it; set only on channels that keep a
-    /// history (direct mode).
-    pub kafka: Option<ChannelRecord>,
+    /// history (direct mode), which keeps this part alone.
+    pub kafka: Option<Arc<ChannelRecord>>,
 }
 
 /// What a connection does when its queue is full (design "Limits and back-pressure").
@@ -416,7 +416,7 @@ impl Hub {
                         ..PublishOutcome::default()
                     };
                 }
-                Some(record) => Some(history.advance(record)),
+                Some(record) => Some(Arc::new(history.advance(record))),
                 None => None,
             },
             None => None,
@@ -433,8 +433,8 @@ impl Hub {
         outcome.held_or_dropped = held_or_dropped;
         if let Some(history) = state.history.as_mut() {
             let now_ms = unix_ms();
-            for delivery in ready.iter().filter(|d| d.kafka.is_some()) {
-                history.remember(Arc::clone(delivery), now_ms);
+            for record in ready.iter().filter_map(|d| d.kafka.as_ref()) {
+                history.remember(Arc::clone(record), now_ms);
             }
         }
         self.forget_if_empty(&mut shard, &ready, now);

@@ -137,12 +137,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let (routes, routes_task) = route_source(&config).await?;
     tasks.extend(routes_task);
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listener = bind_public(config.listen).map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
     let listen_addr = listener.local_addr().map_err(|source| StartError::Listen {
         addr: config.listen,
         source,
@@ -263,4 +261,22 @@ async fn route_source(
         watcher.abort();
     });
     Ok((rx, Some(task)))
+}
+
+/// Pending connections the kernel queues for the public listener. A reconnect storm
+/// (every client of a restarted proxy, or all of a cell's phones at once) arrives
+/// faster than one accept loop takes it: with the usual 128, most of 10,000
+/// simultaneous reconnects overflowed the queue and waited a 1 s SYN retry
+/// (bench/RESULTS.md, resume-storm). The kernel caps it at `net.core.somaxconn`.
+const PUBLIC_BACKLOG: u32 = 4096;
+
+fn bind_public(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(PUBLIC_BACKLOG)
 }

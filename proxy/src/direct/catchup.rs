@@ -13,8 +13,8 @@ use super::replay::{Gap, ReplayEntry};
 use super::stream::CloseReason;
 use super::DirectRoute;
 use crate::context::ProxyContext;
-use crate::history::Catchup;
-use crate::hub::{Delivery, SubscriptionSet};
+use crate::history::{Catchup, ChannelRecord};
+use crate::hub::SubscriptionSet;
 use crate::kafka_event::KafkaEvent;
 use crate::metrics::Metrics;
 
@@ -26,7 +26,7 @@ pub const MAX_CATCHUP_ITEMS: usize = 10_000;
 #[derive(Debug)]
 pub enum CatchupEntry {
     /// From the channel's history.
-    Remembered(Arc<Delivery>),
+    Remembered(Arc<ChannelRecord>),
     /// From a relay replay.
     Replayed(KafkaEvent),
     /// Offsets Kafka no longer has.
@@ -46,7 +46,7 @@ pub struct CatchupOutcome {
 impl CatchupEntry {
     fn sort_key(&self) -> Option<(&str, i32, i64)> {
         let position = match self {
-            CatchupEntry::Remembered(d) => &d.kafka.as_ref()?.record.position,
+            CatchupEntry::Remembered(r) => &r.record.position,
             CatchupEntry::Replayed(r) => &r.position,
             CatchupEntry::Gap(_) | CatchupEntry::Unknown { .. } => return None,
         };
@@ -56,7 +56,7 @@ impl CatchupEntry {
     /// The event as the cursor sees it, or `None` for gaps and duplicates.
     pub fn event<'a>(&'a self, cursor: &mut Cursor) -> Option<Event<'a>> {
         match self {
-            CatchupEntry::Remembered(delivery) => cursor.accept(delivery),
+            CatchupEntry::Remembered(record) => cursor.accept_remembered(record),
             CatchupEntry::Replayed(record) => cursor.accept_record(record),
             CatchupEntry::Gap(_) | CatchupEntry::Unknown { .. } => None,
         }

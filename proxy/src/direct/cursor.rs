@@ -16,6 +16,7 @@ use fjord_protocol::resume::ResumePosition;
 use serde_json::json;
 
 use super::replay::Gap;
+use crate::history::ChannelRecord;
 use crate::hub::{unix_ms, Delivery};
 use crate::kafka_event::{strip_id_line, KafkaEvent, ParsedEvent};
 
@@ -34,7 +35,7 @@ pub enum Transport {
 enum State {
     InStep {
         base: ResumePosition,
-        last: Option<Arc<Delivery>>,
+        last: Option<Arc<ChannelRecord>>,
     },
     Own(ResumePosition),
 }
@@ -102,11 +103,7 @@ impl Cursor {
         match &self.state {
             State::InStep {
                 last: Some(last), ..
-            } => last
-                .kafka
-                .as_ref()
-                .map(|k| k.channel_position.clone())
-                .unwrap_or_default(),
+            } => last.channel_position.clone(),
             State::InStep { base, last: None } => base.clone(),
             State::Own(position) => position.clone(),
         }
@@ -130,12 +127,18 @@ impl Cursor {
     /// Takes a live (or remembered) delivery; `None` when the connection has it already
     /// or it is no stream item.
     pub fn accept<'a>(&mut self, delivery: &'a Arc<Delivery>) -> Option<Event<'a>> {
-        let Some(kafka) = &delivery.kafka else {
-            return Some(Event::Plain(delivery));
-        };
+        match &delivery.kafka {
+            Some(kafka) => self.accept_remembered(kafka),
+            None => Some(Event::Plain(delivery)),
+        }
+    }
+
+    /// Takes a record of the channel (live, or from its history); `None` when the
+    /// connection has it already.
+    pub fn accept_remembered<'a>(&mut self, kafka: &'a Arc<ChannelRecord>) -> Option<Event<'a>> {
         match &mut self.state {
             State::InStep { last, .. } => {
-                *last = Some(Arc::clone(delivery));
+                *last = Some(Arc::clone(kafka));
                 Some(Event::Record {
                     record: &kafka.record,
                     id: IdSource::Channel(kafka.id.as_str()),
@@ -153,7 +156,7 @@ impl Cursor {
                 if self.single_channel && *position == kafka.channel_position {
                     self.state = State::InStep {
                         base: ResumePosition::new(),
-                        last: Some(Arc::clone(delivery)),
+                        last: Some(Arc::clone(kafka)),
                     };
                     return Some(Event::Record {
                         record: &kafka.record,

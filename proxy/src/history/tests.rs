@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use fjord_protocol::item::{Formats, HttpStreamFormat, PublishItem, StreamAction};
@@ -32,14 +31,8 @@ fn feed(history: &mut ChannelHistory, records: &[(i32, i64)], now_ms: u64) {
     for &(partition, offset) in records {
         let record = record(partition, offset);
         assert!(!history.is_duplicate(&record));
-        let channel_record = history.advance(record);
-        let delivery = Arc::new(Delivery {
-            channel: Arc::from("orders.1"),
-            item: PublishItem::new("orders.1", Formats::default()),
-            received_at: Instant::now(),
-            kafka: Some(channel_record),
-        });
-        history.remember(delivery, now_ms);
+        let channel_record = Arc::new(history.advance(record));
+        history.remember(channel_record, now_ms);
     }
 }
 
@@ -57,7 +50,7 @@ fn offsets(catchup: Catchup) -> Option<Vec<(i32, i64)>> {
             items
                 .iter()
                 .map(|d| {
-                    let p = &d.kafka.as_ref().unwrap().record.position;
+                    let p = &d.record.position;
                     (p.partition, p.offset)
                 })
                 .collect(),

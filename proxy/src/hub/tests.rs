@@ -172,10 +172,7 @@ fn a_history_channel_lingers_after_its_last_subscriber_and_keeps_recording() {
     let start = hub.subscribe_direct("orders.1", &back, 100, Some(&after));
     match start.catchup {
         Some(Catchup::Items(items)) => {
-            let offsets: Vec<_> = items
-                .iter()
-                .map(|d| d.kafka.as_ref().unwrap().record.position.offset)
-                .collect();
+            let offsets: Vec<_> = items.iter().map(|r| r.record.position.offset).collect();
             assert_eq!(offsets, vec![8]);
         }
         other => panic!("expected items from history, got {other:?}"),
