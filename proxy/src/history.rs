@@ -28,13 +28,21 @@ use crate::kafka_event::KafkaEvent;
 #[derive(Debug)]
 pub struct ChannelRecord {
     pub record: KafkaEvent,
-    /// The channel's position once this item is delivered.
-    pub channel_position: ResumePosition,
-    /// `channel_position`, encoded: the event id.
+    /// The channel's position once this item is delivered, encoded: the event id. Only
+    /// the encoded form is kept (a decoded position costs hundreds of bytes of tree
+    /// nodes per record, and the ring holds many records).
     pub id: String,
-    /// `id: <channel_position>` + the event: what every connection in step with the
+    /// `id: <position>` + the event: what every connection in step with the
     /// channel writes.
     pub sse: Bytes,
+}
+
+impl ChannelRecord {
+    /// The channel's position once this item is delivered.
+    pub fn channel_position(&self) -> ResumePosition {
+        // The id was encoded from a valid position by this process.
+        ResumePosition::decode(&self.id).unwrap_or_default()
+    }
 }
 
 /// What the ring can do for a reconnecting client.
@@ -99,15 +107,9 @@ impl ChannelHistory {
         if let Some(timestamp) = record.timestamp_ms {
             self.position.set_timestamp_ms(timestamp);
         }
-        let channel_position = self.position.clone();
-        let id = channel_position.encode();
+        let id = self.position.encode();
         let sse = record.sse_with_id(&id);
-        ChannelRecord {
-            record,
-            channel_position,
-            id,
-            sse,
-        }
+        ChannelRecord { record, id, sse }
     }
 
     /// Keeps `record` in the ring, evicting the oldest when full.

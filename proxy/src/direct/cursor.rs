@@ -103,7 +103,7 @@ impl Cursor {
         match &self.state {
             State::InStep {
                 last: Some(last), ..
-            } => last.channel_position.clone(),
+            } => last.channel_position(),
             State::InStep { base, last: None } => base.clone(),
             State::Own(position) => position.clone(),
         }
@@ -153,7 +153,9 @@ impl Cursor {
                 if let Some(timestamp) = kafka.record.timestamp_ms {
                     position.set_timestamp_ms(timestamp);
                 }
-                if self.single_channel && *position == kafka.channel_position {
+                // Canonical encoding: equal ids are equal positions (resume codec).
+                let id = position.encode();
+                if self.single_channel && id == kafka.id {
                     self.state = State::InStep {
                         base: ResumePosition::new(),
                         last: Some(Arc::clone(kafka)),
@@ -166,7 +168,7 @@ impl Cursor {
                 }
                 Some(Event::Record {
                     record: &kafka.record,
-                    id: IdSource::Own(position.encode()),
+                    id: IdSource::Own(id),
                     shared_sse: None,
                 })
             }
