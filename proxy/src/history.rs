@@ -98,7 +98,7 @@ impl ChannelHistory {
     }
 
     /// Advances the channel past `record` and returns the event as the channel delivers it.
-    pub fn advance(&mut self, record: KafkaEvent) -> ChannelRecord {
+    pub fn advance(&mut self, mut record: KafkaEvent) -> ChannelRecord {
         let position = &record.position;
         self.floors
             .entry((position.topic.clone(), position.partition))
@@ -109,6 +109,9 @@ impl ChannelHistory {
         }
         let id = self.position.encode();
         let sse = record.sse_with_id(&id);
+        // The event body now lives in `sse` too: point at it there, so a remembered
+        // record does not also keep the published item's buffer alive.
+        record.sse_body = sse.slice(sse.len() - record.sse_body.len()..);
         ChannelRecord { record, id, sse }
     }
 
