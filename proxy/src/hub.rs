@@ -136,7 +136,8 @@ struct ChannelState {
     subscribers: Vec<Arc<Subscriber>>,
     sequencer: ChannelSequencer,
     /// Position and recent items of a Kafka-fed channel read by direct connections.
-    history: Option<ChannelHistory>,
+    /// Boxed: most channels have none, and every channel's state is paid per entry.
+    history: Option<Box<ChannelHistory>>,
     /// When the last subscriber left. The channel lingers `subscription_linger` (§4.3,
     /// §5.6): still subscribed upstream, so a long-poll client that re-polls does not
     /// make publishers flap, and a channel with history keeps recording, so a client
@@ -288,7 +289,7 @@ impl Hub {
         let (state, first) = self.join(&mut shard, channel, subscriber);
         let history = state
             .history
-            .get_or_insert_with(|| ChannelHistory::new(history_capacity, unix_ms()));
+            .get_or_insert_with(|| Box::new(ChannelHistory::new(history_capacity, unix_ms())));
         let start = DirectStart {
             position: history.position().clone(),
             catchup: after.map(|position| history.catch_up(position)),
