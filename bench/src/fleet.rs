@@ -21,6 +21,9 @@ pub struct FleetPlan {
     pub path_prefix: String,
     pub channel_prefix: String,
     pub channels: usize,
+    /// Every connection on this one channel instead of
+    /// `{channel_prefix}{i % channels}` (a broadcast channel).
+    pub channel: Option<String>,
     pub conns: usize,
     pub per_worker: usize,
     pub min_workers: usize,
@@ -120,8 +123,11 @@ impl Fleet {
                 .args(["--setup-concurrency", &per_setup.to_string()])
                 .args(["--reconnect-concurrency", &per_reconnect.to_string()])
                 .args(["--retries", &plan.retries.to_string()])
-                .args(["--max-seconds", &plan.max_seconds.to_string()])
-                .stdin(Stdio::piped())
+                .args(["--max-seconds", &plan.max_seconds.to_string()]);
+            if let Some(channel) = &plan.channel {
+                cmd.args(["--channel", channel]);
+            }
+            cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true);
@@ -144,6 +150,15 @@ impl Fleet {
             first += count;
         }
         Ok(Fleet { workers })
+    }
+
+    /// One fleet of all the workers of `fleets` (e.g. one fleet per server
+    /// of a scenario with several): every command goes to all of them and
+    /// their reports are merged.
+    pub fn join(fleets: Vec<Fleet>) -> Fleet {
+        Fleet {
+            workers: fleets.into_iter().flat_map(|f| f.workers).collect(),
+        }
     }
 
     /// A fleet without workers (for unit tests of the bookkeeping around it).

@@ -75,7 +75,12 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// Points the broker fixture at `--tansu` (it reads `FJORD_TANSU_BIN`).
 /// Call before any other thread starts: the environment is process-wide.
 pub fn select_tansu(o: &KafkaOpts) -> Result<()> {
-    if let Some(path) = &o.tansu {
+    select_tansu_path(o.tansu.as_deref())
+}
+
+/// [`select_tansu`] for a scenario with its own options.
+pub fn select_tansu_path(tansu: Option<&std::path::Path>) -> Result<()> {
+    if let Some(path) = tansu {
         anyhow::ensure!(path.is_file(), "--tansu {}: no such file", path.display());
         std::env::set_var("FJORD_TANSU_BIN", path);
     }
@@ -90,8 +95,9 @@ pub struct Broker {
 }
 
 impl Broker {
-    async fn start(o: &KafkaOpts) -> Result<Broker> {
-        if let Some(addr) = o.bootstrap {
+    /// Uses the broker at `bootstrap` (loopback only), else starts one.
+    pub async fn start(bootstrap: Option<SocketAddr>) -> Result<Broker> {
+        if let Some(addr) = bootstrap {
             anyhow::ensure!(
                 addr.ip().is_loopback(),
                 "--bootstrap must be a loopback address, got {addr}"
@@ -121,7 +127,7 @@ impl Broker {
 }
 
 /// Processes of the started broker (tansu) among our own descendants.
-fn broker_pids() -> Vec<u32> {
+pub fn broker_pids() -> Vec<u32> {
     let Ok(tree) = procstat::tree(std::process::id()) else {
         return Vec::new();
     };
@@ -153,7 +159,7 @@ impl Rig {
     pub async fn setup(o: &KafkaOpts, subscribers: usize) -> Result<Rig> {
         anyhow::ensure!(subscribers > 0, "--subscribers must be > 0");
         anyhow::ensure!(o.partitions > 0, "--partitions must be > 0");
-        let broker = Broker::start(o).await?;
+        let broker = Broker::start(o.bootstrap).await?;
         let unique = format!(
             "{}-{}",
             std::process::id(),

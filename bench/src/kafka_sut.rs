@@ -91,7 +91,7 @@ pub struct KafkaSut {
 }
 
 /// TOML string literal (basic string, escaped).
-fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -298,7 +298,7 @@ pub async fn proxy_metrics(control: SocketAddr, prefixes: &[&str]) -> Result<ser
 
 /// Status code and body of `GET path` on `addr` (one request, connection
 /// closed; the body as sent, chunked framing included).
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let fut = async {
         let mut stream = TcpStream::connect(addr).await?;
         let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");

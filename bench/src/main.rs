@@ -1,12 +1,13 @@
 //! `fjord-bench`: load generator and benchmark harness for GRIP/SSE servers.
 //!
-//! Scenario commands (`conns`, `fanout`, `fanout-many`, `kafka-e2e`,
+//! Scenario commands (`conns`, `conns-fleet`, `fanout`, `fanout-many`, `kafka-e2e`,
 //! `resume-storm`) start the system under
 //! test, run a bounded load, stop everything and print one JSON line on
 //! stdout (progress goes to stderr). `origin` and `worker` are helper
 //! processes the scenarios spawn; they can also be run by hand.
 
 mod child;
+mod conns_fleet;
 mod fleet;
 mod histogram;
 mod kafka_e2e;
@@ -17,6 +18,7 @@ mod loadavg;
 mod origin;
 mod payload;
 mod procstat;
+mod proxy_fleet;
 mod publisher;
 mod resume;
 mod resume_storm;
@@ -45,6 +47,10 @@ struct Cli {
 enum Cmd {
     /// N idle SSE connections on one server: RSS per connection, failures.
     Conns(scenarios::ConnsArgs),
+    /// N idle SSE connections (default 100,000) over several `fjord proxy`
+    /// processes fed by one `fjord relay`, then one Kafka broadcast to all:
+    /// RSS per proxy and per connection, how many received it and when.
+    ConnsFleet(conns_fleet::ConnsFleetArgs),
     /// Subscribers on one channel, a bounded publish run (default 1,000 subs,
     /// 200 msg/s, 20 s): delivery rate, loss, latency, CPU per delivery.
     Fanout(scenarios::FanoutArgs),
@@ -73,6 +79,11 @@ fn main() -> Result<()> {
         Cmd::Conns(a) => {
             let cap = a.common.load.max_seconds;
             run_scenario(cap, async move { scenarios::conns(&a).await })
+        }
+        Cmd::ConnsFleet(a) => {
+            kafka_rig::select_tansu_path(a.tansu.as_deref())?;
+            let cap = a.load.max_seconds;
+            run_scenario(cap, async move { conns_fleet::run(&a).await })
         }
         Cmd::KafkaE2e(a) => {
             kafka_rig::select_tansu(&a.kafka)?;

@@ -68,6 +68,7 @@ impl Subscribers {
             path_prefix: endpoint.path_prefix.clone(),
             channel_prefix: prefix.to_string(),
             channels,
+            channel: None,
             conns,
             per_worker: o.per_worker,
             min_workers: 2,

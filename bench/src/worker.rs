@@ -46,6 +46,10 @@ pub struct WorkerArgs {
     /// Number of distinct channels; connection i uses channel i % channels.
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
+    /// Every connection subscribes to this one channel instead (a broadcast
+    /// channel); `seq` order and catch-up still use `i % channels`.
+    #[arg(long)]
+    pub channel: Option<String>,
     /// Global index of this worker's first connection.
     #[arg(long, default_value_t = 0)]
     pub first: usize,
@@ -189,7 +193,10 @@ async fn run(args: WorkerArgs) -> Result<()> {
     let started = Instant::now();
 
     for idx in args.first..args.first + args.count {
-        let channel = format!("{}{}", args.channel_prefix, idx % args.channels);
+        let channel = match &args.channel {
+            Some(name) => name.clone(),
+            None => format!("{}{}", args.channel_prefix, idx % args.channels),
+        };
         let path = format!("{}{}", args.path_prefix, channel);
         let source = args.sources[idx % args.sources.len()];
         let shared = shared.clone();
