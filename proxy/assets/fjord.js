@@ -1,6 +1,7 @@
 /*! fjord.js — the browser client of Fjord's direct-mode streams (MIT).
  *
- * Served by every Fjord proxy at /fjord.js. One call subscribes to a stream:
+ * Served by a Fjord `files` route at the top of its path (e.g. /fjord.js).
+ * One call subscribes to a stream:
  *
  *   const sub = Fjord.subscribe('/orders/2235407', {
  *     token: 'eyJ…',                  // or getToken: () => fetch('/token').then(r => r.text())
