@@ -146,7 +146,7 @@ struct ChannelState {
 }
 
 impl ChannelState {
-    fn new(name: Arc<str>, sequencer: SequencerConfig) -> ChannelState {
+    fn new(name: Arc<str>, sequencer: Arc<SequencerConfig>) -> ChannelState {
         ChannelState {
             name,
             subscribers: Vec::new(),
@@ -228,6 +228,8 @@ pub struct DirectStart {
 pub struct Hub {
     shards: Box<[Mutex<Shard>]>,
     config: HubConfig,
+    /// `config.sequencer`, shared by every channel's sequencer.
+    sequencer: Arc<SequencerConfig>,
     events: mpsc::UnboundedSender<ChannelEvent>,
     metrics: Arc<Metrics>,
 }
@@ -242,6 +244,7 @@ impl Hub {
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
         let hub = Arc::new(Hub {
             shards,
+            sequencer: Arc::new(config.sequencer.clone()),
             config,
             events,
             metrics,
@@ -311,7 +314,7 @@ impl Hub {
                 if state.idle_since.take().is_some() && state.history.is_none() {
                     // Sequencing state goes with the last subscriber (§3.7); only the
                     // upstream subscription lingered.
-                    state.sequencer = ChannelSequencer::new(self.config.sequencer.clone());
+                    state.sequencer = ChannelSequencer::new(Arc::clone(&self.sequencer));
                 }
                 if !state.subscribers.iter().any(|s| s.id == subscriber.id) {
                     state.subscribers.push(Arc::clone(subscriber));
@@ -320,7 +323,7 @@ impl Hub {
             }
             Entry::Vacant(entry) => {
                 let name = Arc::clone(entry.key());
-                let mut state = ChannelState::new(Arc::clone(&name), self.config.sequencer.clone());
+                let mut state = ChannelState::new(Arc::clone(&name), Arc::clone(&self.sequencer));
                 state.subscribers.push(Arc::clone(subscriber));
                 let _ = self.events.send(ChannelEvent::Subscribed(name));
                 (entry.insert(state), true)

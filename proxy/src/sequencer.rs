@@ -32,9 +32,19 @@ impl Default for SequencerConfig {
 }
 
 /// Sequencing state of one channel; lives as long as the channel has subscribers.
+///
+/// Most channels never see an `id` or a `prev-id`, and a proxy holds one channel per
+/// connection in the common case, so the state lives behind a box created on the first
+/// item that needs it and dropped again once it holds nothing (design "Performance
+/// principles": small per-connection state).
 #[derive(Debug)]
 pub struct ChannelSequencer {
-    config: SequencerConfig,
+    config: Arc<SequencerConfig>,
+    state: Option<Box<SequenceState>>,
+}
+
+#[derive(Debug, Default)]
+struct SequenceState {
     last_id: Option<String>,
     /// Early items keyed by the `prev-id` they wait for.
     pending: HashMap<String, Arc<Delivery>>,
@@ -42,85 +52,9 @@ pub struct ChannelSequencer {
     seen: HashMap<String, Instant>,
 }
 
-impl ChannelSequencer {
-    pub fn new(config: SequencerConfig) -> Self {
-        ChannelSequencer {
-            config,
-            last_id: None,
-            pending: HashMap::new(),
-            seen: HashMap::new(),
-        }
-    }
-
-    pub fn last_id(&self) -> Option<&str> {
-        self.last_id.as_deref()
-    }
-
-    pub fn clear_last_id(&mut self) {
-        self.last_id = None;
-    }
-
-    /// Takes one published item and returns the items now ready for delivery, in
-    /// order: none (held back or duplicate), the item itself, or the item followed by
-    /// buffered successors it unblocked.
-    pub fn accept(&mut self, delivery: Arc<Delivery>, now: Instant) -> Vec<Arc<Delivery>> {
-        let item = &delivery.item;
-        if let Some(id) = &item.id {
-            if !self.config.id_cache_ttl.is_zero() {
-                if self.seen.get(id).is_some_and(|&until| until > now) {
-                    return Vec::new();
-                }
-                self.seen.insert(id.clone(), now + self.config.id_cache_ttl);
-            }
-        }
-        let early = !item.no_seq
-            && match (&self.last_id, &item.prev_id) {
-                (Some(last), Some(prev)) => last != prev,
-                _ => false,
-            };
-        if early {
-            if let Some(prev) = &item.prev_id {
-                if self.pending.len() < MAX_PENDING_PER_CHANNEL && !self.pending.contains_key(prev)
-                {
-                    self.pending.insert(prev.clone(), delivery);
-                }
-            }
-            return Vec::new();
-        }
-        let mut ready = vec![delivery];
-        self.advance_from(&mut ready);
-        ready
-    }
-
-    /// Releases items that waited longer than `message_wait`, oldest first, each
-    /// followed by whatever it unblocks.
-    pub fn release_expired(&mut self, now: Instant) -> Vec<Arc<Delivery>> {
-        let wait = self.config.message_wait;
-        let mut expired: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, d)| now.duration_since(d.received_at) >= wait)
-            .map(|(prev, _)| prev.clone())
-            .collect();
-        if expired.is_empty() {
-            return Vec::new();
-        }
-        expired.sort_by_key(|prev| self.pending.get(prev).map(|d| d.received_at));
-        let mut ready = Vec::new();
-        for prev in expired {
-            if let Some(delivery) = self.pending.remove(&prev) {
-                ready.push(delivery);
-                self.advance_from(&mut ready);
-            }
-        }
-        ready
-    }
-
-    /// Forgets de-duplication entries whose time has passed.
-    pub fn expire_ids(&mut self, now: Instant) {
-        if !self.seen.is_empty() {
-            self.seen.retain(|_, until| *until > now);
-        }
+impl SequenceState {
+    fn is_empty(&self) -> bool {
+        self.last_id.is_none() && self.pending.is_empty() && self.seen.is_empty()
     }
 
     /// Records the last item of `ready` as delivered and appends every buffered item
@@ -133,6 +67,107 @@ impl ChannelSequencer {
                 return;
             };
             ready.push(next);
+        }
+    }
+}
+
+impl ChannelSequencer {
+    pub fn new(config: impl Into<Arc<SequencerConfig>>) -> Self {
+        ChannelSequencer {
+            config: config.into(),
+            state: None,
+        }
+    }
+
+    pub fn last_id(&self) -> Option<&str> {
+        self.state.as_ref()?.last_id.as_deref()
+    }
+
+    pub fn clear_last_id(&mut self) {
+        if let Some(state) = self.state.as_mut() {
+            state.last_id = None;
+        }
+    }
+
+    /// Takes one published item and returns the items now ready for delivery, in
+    /// order: none (held back or duplicate), the item itself, or the item followed by
+    /// buffered successors it unblocked.
+    pub fn accept(&mut self, delivery: Arc<Delivery>, now: Instant) -> Vec<Arc<Delivery>> {
+        let item = &delivery.item;
+        if item.id.is_none() && item.prev_id.is_none() {
+            // Nothing to order or remember; it only ends the known sequence.
+            if let Some(state) = self.state.as_mut() {
+                state.last_id = None;
+            }
+            return vec![delivery];
+        }
+        let config = Arc::clone(&self.config);
+        let state = self.state.get_or_insert_with(Box::default);
+        if let Some(id) = &item.id {
+            if !config.id_cache_ttl.is_zero() {
+                if state.seen.get(id).is_some_and(|&until| until > now) {
+                    return Vec::new();
+                }
+                state.seen.insert(id.clone(), now + config.id_cache_ttl);
+            }
+        }
+        let early = !item.no_seq
+            && match (&state.last_id, &item.prev_id) {
+                (Some(last), Some(prev)) => last != prev,
+                _ => false,
+            };
+        if early {
+            if let Some(prev) = &item.prev_id {
+                if state.pending.len() < MAX_PENDING_PER_CHANNEL
+                    && !state.pending.contains_key(prev)
+                {
+                    state.pending.insert(prev.clone(), delivery);
+                }
+            }
+            return Vec::new();
+        }
+        let mut ready = vec![delivery];
+        state.advance_from(&mut ready);
+        ready
+    }
+
+    /// Releases items that waited longer than `message_wait`, oldest first, each
+    /// followed by whatever it unblocks.
+    pub fn release_expired(&mut self, now: Instant) -> Vec<Arc<Delivery>> {
+        let wait = self.config.message_wait;
+        let Some(state) = self.state.as_mut() else {
+            return Vec::new();
+        };
+        let mut expired: Vec<String> = state
+            .pending
+            .iter()
+            .filter(|(_, d)| now.duration_since(d.received_at) >= wait)
+            .map(|(prev, _)| prev.clone())
+            .collect();
+        if expired.is_empty() {
+            return Vec::new();
+        }
+        expired.sort_by_key(|prev| state.pending.get(prev).map(|d| d.received_at));
+        let mut ready = Vec::new();
+        for prev in expired {
+            if let Some(delivery) = state.pending.remove(&prev) {
+                ready.push(delivery);
+                state.advance_from(&mut ready);
+            }
+        }
+        ready
+    }
+
+    /// Forgets de-duplication entries whose time has passed, and the whole state once
+    /// it holds nothing.
+    pub fn expire_ids(&mut self, now: Instant) {
+        if let Some(state) = self.state.as_mut() {
+            if !state.seen.is_empty() {
+                state.seen.retain(|_, until| *until > now);
+            }
+            if state.is_empty() {
+                self.state = None;
+            }
         }
     }
 }
@@ -239,5 +274,28 @@ mod tests {
         assert!(seq.accept(item(Some("4"), Some("2"), now), now).is_empty());
         let ready = seq.accept(item(Some("2"), Some("1"), now), now);
         assert_eq!(ids(&ready), vec![Some("2".into()), Some("3".into())]);
+    }
+
+    #[test]
+    fn plain_items_need_no_state_and_an_idle_state_is_released() {
+        let mut seq = ChannelSequencer::new(SequencerConfig {
+            message_wait: Duration::from_secs(5),
+            id_cache_ttl: Duration::from_secs(1),
+        });
+        let now = Instant::now();
+        assert_eq!(seq.accept(item(None, None, now), now).len(), 1);
+        assert!(seq.state.is_none(), "no id, no prev-id: nothing to keep");
+        assert_eq!(seq.accept(item(Some("a"), None, now), now).len(), 1);
+        assert_eq!(seq.last_id(), Some("a"));
+        assert!(
+            seq.accept(item(Some("a"), None, now), now).is_empty(),
+            "duplicate"
+        );
+        assert_eq!(seq.accept(item(None, None, now), now).len(), 1);
+        assert_eq!(seq.last_id(), None, "an item without id ends the sequence");
+        seq.expire_ids(now);
+        assert!(seq.state.is_some(), "the id is still remembered");
+        seq.expire_ids(now + Duration::from_secs(2));
+        assert!(seq.state.is_none(), "released once it holds nothing");
     }
 }
