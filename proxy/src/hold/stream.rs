@@ -76,9 +76,12 @@ pub struct HeldStream {
     held: Option<HeldChannels>,
     subscriber: Option<Arc<Subscriber>>,
     keep_alive: Option<KeepAliveTimer>,
-    link: Option<LinkState>,
-    /// Path and query links resolve against (the last request made).
-    link_base: String,
+    /// Boxed, like every part only paged streams use: a held connection is the unit of
+    /// cost, and most streams never get a `Grip-Link`.
+    link: Option<Box<LinkState>>,
+    /// Path and query links resolve against: the last link fetched, else the client's
+    /// request.
+    link_base: Option<String>,
     fetch: Option<LinkFetch>,
     failures: u32,
     retry: Option<Pin<Box<Sleep>>>,
@@ -92,14 +95,13 @@ impl HeldStream {
     /// A stream that starts with `initial` and then follows `instruction`.
     pub fn start(origin: StreamOrigin, instruction: &Instruction, initial: Bytes) -> HeldStream {
         let ctx = Arc::clone(&origin.ctx);
-        let link_base = origin.request.path_and_query.clone();
         let mut stream = HeldStream {
             out: VecDeque::new(),
             held: None,
             subscriber: None,
             keep_alive: None,
             link: None,
-            link_base,
+            link_base: None,
             fetch: None,
             failures: 0,
             retry: None,
@@ -119,10 +121,12 @@ impl HeldStream {
     /// Applies a (new) instruction: subscriptions, keep-alive and next link.
     fn follow(&mut self, instruction: &Instruction, initial: bool) {
         let ctx = Arc::clone(&self.origin.ctx);
-        self.link = instruction.next_link.clone().map(|link| LinkState {
-            refresh: Box::pin(tokio::time::sleep(link.timeout)),
-            link,
-            traffic: BTreeSet::new(),
+        self.link = instruction.next_link.clone().map(|link| {
+            Box::new(LinkState {
+                refresh: Box::pin(tokio::time::sleep(link.timeout)),
+                link,
+                traffic: BTreeSet::new(),
+            })
         });
         match &instruction.hold {
             Some(Hold::Stream(stream_hold)) => {
@@ -203,7 +207,11 @@ impl HeldStream {
         let Some(state) = self.link.as_mut() else {
             return;
         };
-        let target = match resolve_link(&self.link_base, &state.link.uri) {
+        let base = self
+            .link_base
+            .as_deref()
+            .unwrap_or(&self.origin.request.path_and_query);
+        let target = match resolve_link(base, &state.link.uri) {
             Ok(target) => target,
             Err(e) => {
                 tracing::warn!(link = %state.link.uri, error = %e, "unusable next link; ending stream");
@@ -212,7 +220,7 @@ impl HeldStream {
             }
         };
         let path_and_query = path_of(&target);
-        self.link_base = path_and_query.clone();
+        self.link_base = Some(path_and_query.clone());
         state.traffic.clear();
         state
             .refresh
