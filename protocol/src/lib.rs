@@ -3,6 +3,7 @@
 //! Every decoder in this crate takes untrusted bytes and returns a typed error on bad
 //! input; none of them panics. Section numbers (§) refer to `spec/grip.md`.
 
+pub mod form;
 pub mod header;
 pub mod instruction;
 pub mod item;

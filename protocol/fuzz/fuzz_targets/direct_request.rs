@@ -11,24 +11,13 @@
 //!   has a position a resume id can carry.
 #![no_main]
 
+use fjord_protocol::form::{parse_query, percent_encode};
 use fjord_protocol::resume::ResumePosition;
 use fjord_proxy::direct::auth::find_token;
 use fjord_proxy::direct::path::{ChannelTemplate, PathTemplate};
-use fjord_proxy::direct::query::parse_query;
+
 use fjord_proxy::direct::replay::{parse_replay, ReplayEntry};
 use libfuzzer_sys::fuzz_target;
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, input)) = data.split_first() else {
@@ -50,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
                 let rendered = channel.render(&values);
                 assert!(rendered.contains(".orders."));
             }
-            if let Some(pairs) = parse_query(query) {
+            if let Ok(pairs) = parse_query(query) {
                 for (name, value) in pairs {
                     let again = format!("{}={}", percent_encode(&name), percent_encode(&value));
                     let reparsed = parse_query(&again).expect("re-encoded pair parses");

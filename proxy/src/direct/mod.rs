@@ -12,7 +12,6 @@ pub mod cors;
 pub mod cursor;
 pub mod path;
 pub mod poll;
-pub mod query;
 pub mod replay;
 pub mod stream;
 
@@ -148,8 +147,8 @@ fn parse_request(direct: &DirectRoute, request: &Request<Bytes>) -> Result<Direc
             error: "not_found",
             reason: "no such channel path".to_owned(),
         })?;
-    let pairs = query::parse_query(request.uri().query().unwrap_or(""))
-        .ok_or_else(|| bad_request("the query string is not valid percent-encoded UTF-8"))?;
+    let pairs = fjord_protocol::form::parse_query(request.uri().query().unwrap_or(""))
+        .map_err(|e| bad_request(&format!("the query string is not valid: {e}")))?;
     let mut channels = vec![direct.channel.render(&values)];
     let mut mode = None;
     let mut token = None;
@@ -217,10 +216,9 @@ fn parse_request(direct: &DirectRoute, request: &Request<Bytes>) -> Result<Direc
     })
 }
 
+/// Seconds since the Unix epoch, what token claims count in.
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::hub::unix_ms() / 1000
 }
 
 /// Answers a request on a direct route.

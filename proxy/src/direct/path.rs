@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::query::percent_decode;
+use fjord_protocol::form::percent_decode;
 
 /// Why a template is not usable; each names the template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +113,7 @@ impl PathTemplate {
                     }
                 }
                 Segment::Param(name) => {
-                    let value = percent_decode(part)?;
+                    let value = percent_decode(part).ok()?;
                     if value.is_empty() || value.chars().any(char::is_control) {
                         return None;
                     }

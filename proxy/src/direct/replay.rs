@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use fjord_protocol::form::percent_encode;
 use fjord_protocol::item::PublishItem;
 use fjord_protocol::resume::ResumePosition;
 use http_body_util::{BodyExt, Empty};
@@ -152,19 +153,6 @@ pub fn parse_replay(channel: &str, body: &[u8]) -> Result<Vec<ReplayEntry>, Repl
     Err(ReplayError::Truncated)
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986 §2.3).
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,10 +192,5 @@ mod tests {
             parse_replay("c", b"not json\n"),
             Err(ReplayError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(percent_encode("orders.a b/c"), "orders.a%20b%2Fc");
     }
 }
