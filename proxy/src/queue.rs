@@ -62,28 +62,12 @@ impl<T> ConnectionQueue<T> {
 
     /// Enqueues `item` without waiting.
     pub fn push(&self, item: T) -> Result<(), PushError> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(PushError::Closed);
-        }
-        if state.overflowed {
-            return Err(PushError::Full);
-        }
+        let state = self.lock();
+        Self::check_open(&state)?;
         if state.items.len() >= self.capacity {
-            state.overflowed = true;
-            let waker = state.waker.take();
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            return Err(PushError::Full);
+            return Err(Self::overflow(state));
         }
-        state.items.push_back(item);
-        let waker = state.waker.take();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        Self::enqueue(state, item);
         Ok(())
     }
 
@@ -95,34 +79,49 @@ impl<T> ConnectionQueue<T> {
     /// keys, and this bounds the keys.
     pub fn push_or_replace(&self, item: T, same: impl Fn(&T) -> bool) -> Result<bool, PushError> {
         let mut state = self.lock();
-        if state.closed {
-            return Err(PushError::Closed);
-        }
-        if state.overflowed {
-            return Err(PushError::Full);
-        }
+        Self::check_open(&state)?;
         let mut replaced = false;
         if state.items.len() >= self.capacity {
             if let Some(index) = state.items.iter().position(&same) {
                 state.items.remove(index);
                 replaced = true;
             } else if state.items.len() >= self.capacity.saturating_mul(4) {
-                state.overflowed = true;
-                let waker = state.waker.take();
-                drop(state);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                return Err(PushError::Full);
+                return Err(Self::overflow(state));
             }
         }
+        Self::enqueue(state, item);
+        Ok(replaced)
+    }
+
+    fn check_open(state: &State<T>) -> Result<(), PushError> {
+        if state.closed {
+            Err(PushError::Closed)
+        } else if state.overflowed {
+            Err(PushError::Full)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the queue overflowed and wakes the connection to close itself.
+    fn overflow(mut state: MutexGuard<'_, State<T>>) -> PushError {
+        state.overflowed = true;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        PushError::Full
+    }
+
+    /// Appends `item` and wakes the connection, outside the lock.
+    fn enqueue(mut state: MutexGuard<'_, State<T>>, item: T) {
         state.items.push_back(item);
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(replaced)
     }
 
     /// Takes the next item, reports an overflow once the queue is drained, or
