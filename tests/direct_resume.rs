@@ -93,6 +93,53 @@ fn per_partition(values: &[String]) -> BTreeMap<i64, Vec<String>> {
     map
 }
 
+/// Produces `count` records keyed `7` in the background, one every `every`, cycling
+/// over `partitions`; values as [`values`] makes them.
+fn steady_traffic(
+    broker: &KafkaBroker,
+    prefix: &'static str,
+    partitions: &'static [i32],
+    count: usize,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let bootstrap = broker.bootstrap();
+    tokio::spawn(async move {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("producer");
+        for (partition, value) in values(prefix, partitions, count) {
+            let record = rdkafka::producer::FutureRecord::to("orders")
+                .key("7")
+                .payload(&value)
+                .partition(partition);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .expect("produce");
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// A broker with topic `orders` of `partitions`, and `fjord run` on it, both ready.
+async fn run_deployment(
+    partitions: i32,
+    group: &str,
+    history: usize,
+) -> (KafkaBroker, Deployment, tokio::process::Child) {
+    let broker = start_broker();
+    broker
+        .create_topic("orders", partitions)
+        .await
+        .expect("topic");
+    let deployment = Deployment::new(&broker, group, history, false);
+    let fjord = deployment.spawn("run");
+    wait_ready(deployment.control).await;
+    wait_ready(deployment.relay_control).await;
+    (broker, deployment, fjord)
+}
+
 fn start_broker() -> KafkaBroker {
     KafkaBroker::start().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -139,12 +186,7 @@ async fn cut_off_and_resume(deployment: &Deployment, broker: &KafkaBroker, parti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_with_last_event_id_replays_missed_records_from_history() {
-    let broker = start_broker();
-    broker.create_topic("orders", 1).await.expect("topic");
-    let deployment = Deployment::new(&broker, "resume-history", 1000, false);
-    let _fjord = deployment.spawn("run");
-    wait_ready(deployment.control).await;
-    wait_ready(deployment.relay_control).await;
+    let (broker, deployment, _fjord) = run_deployment(1, "resume-history", 1000).await;
     cut_off_and_resume(&deployment, &broker, &[0]).await;
     assert_eq!(
         metric(
@@ -166,12 +208,7 @@ async fn reconnect_with_last_event_id_replays_missed_records_from_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_beyond_the_history_replays_missed_records_from_kafka() {
-    let broker = start_broker();
-    broker.create_topic("orders", 1).await.expect("topic");
-    let deployment = Deployment::new(&broker, "resume-replay", 3, false);
-    let _fjord = deployment.spawn("run");
-    wait_ready(deployment.control).await;
-    wait_ready(deployment.relay_control).await;
+    let (broker, deployment, _fjord) = run_deployment(1, "resume-replay", 3).await;
     cut_off_and_resume(&deployment, &broker, &[0]).await;
 
     assert_eq!(
@@ -186,23 +223,13 @@ async fn reconnect_beyond_the_history_replays_missed_records_from_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_to_a_channel_fed_by_several_partitions_misses_nothing() {
-    let broker = start_broker();
-    broker.create_topic("orders", 3).await.expect("topic");
     // History: resumed from memory (every partition was seen).
-    let deployment = Deployment::new(&broker, "resume-partitions", 1000, false);
-    let fjord = deployment.spawn("run");
-    wait_ready(deployment.control).await;
-    wait_ready(deployment.relay_control).await;
+    let (broker, deployment, fjord) = run_deployment(3, "resume-partitions", 1000).await;
     cut_off_and_resume(&deployment, &broker, &[0, 1, 2]).await;
     drop(fjord);
 
     // Replay: the same across partitions, with a history too small to help.
-    let broker = start_broker();
-    broker.create_topic("orders", 3).await.expect("topic");
-    let deployment = Deployment::new(&broker, "resume-partitions-replay", 2, false);
-    let _fjord = deployment.spawn("run");
-    wait_ready(deployment.control).await;
-    wait_ready(deployment.relay_control).await;
+    let (broker, deployment, _fjord) = run_deployment(3, "resume-partitions-replay", 2).await;
     cut_off_and_resume(&deployment, &broker, &[0, 1, 2]).await;
     assert_eq!(
         metric(
@@ -274,12 +301,7 @@ async fn reconnect_after_the_proxy_was_killed_and_restarted_misses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_walks_the_same_sequence_as_the_stream() {
-    let broker = start_broker();
-    broker.create_topic("orders", 2).await.expect("topic");
-    let deployment = Deployment::new(&broker, "resume-poll", 1000, false);
-    let _fjord = deployment.spawn("run");
-    wait_ready(deployment.control).await;
-    wait_ready(deployment.relay_control).await;
+    let (broker, deployment, _fjord) = run_deployment(2, "resume-poll", 1000).await;
     let mut stream = open(&deployment, None).await;
     let first = http_get(deployment.http, "/orders/7?mode=poll")
         .await
@@ -355,24 +377,7 @@ async fn offsets_kafka_no_longer_has_arrive_as_a_gap_event_and_the_stream_goes_o
 
     // Steady traffic, so the partition is never empty while its old records expire (the
     // test broker resets an emptied partition's offsets, which Kafka never does).
-    let producer = {
-        let bootstrap = broker.bootstrap();
-        tokio::spawn(async move {
-            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
-                .create()
-                .expect("producer");
-            for i in 0..400 {
-                let value = format!("{{\"v\":\"steady{i}\",\"p\":0}}");
-                let record = rdkafka::producer::FutureRecord::to("orders")
-                    .key("7")
-                    .payload(&value)
-                    .partition(0);
-                let _ = producer.send(record, Duration::from_secs(5)).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let producer = steady_traffic(&broker, "steady", &[0], 400, Duration::from_millis(100));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         let (low, _) = broker.watermarks("orders", 1).await.expect("watermarks")[0];
@@ -435,28 +440,7 @@ async fn a_relay_killed_and_restarted_under_steady_traffic_loses_nothing_for_con
 
     // Steady traffic on both partitions for the whole test.
     let total = 120;
-    let producer = {
-        let bootstrap = broker.bootstrap();
-        tokio::spawn(async move {
-            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
-                .create()
-                .expect("producer");
-            for i in 0..total {
-                let partition = i % 2;
-                let value = format!("{{\"v\":\"s{i}\",\"p\":{partition}}}");
-                let record = rdkafka::producer::FutureRecord::to("orders")
-                    .key("7")
-                    .payload(&value)
-                    .partition(partition);
-                producer
-                    .send(record, Duration::from_secs(10))
-                    .await
-                    .expect("produce");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let producer = steady_traffic(&broker, "s", &[0, 1], total, Duration::from_millis(50));
     let first = read_events(&mut client, 20).await;
     relay.start_kill().expect("SIGKILL the relay");
     relay.wait().await.expect("relay gone");
@@ -467,12 +451,7 @@ async fn a_relay_killed_and_restarted_under_steady_traffic_loses_nothing_for_con
     // The restarted relay gets its partitions once the group coordinator has given up
     // on the killed member (its session timeout) and rebalanced.
     let started = std::time::Instant::now();
-    let rest = read_events_within(
-        &mut client,
-        total as usize - first.len(),
-        Duration::from_secs(120),
-    )
-    .await;
+    let rest = read_events_within(&mut client, total - first.len(), Duration::from_secs(120)).await;
     eprintln!("caught up {:?} after the restart", started.elapsed());
     let mut got = data(&first);
     got.extend(data(&rest));
