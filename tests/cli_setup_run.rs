@@ -3,11 +3,14 @@
 //! order over the direct route the generated file defines. A real Kafka-protocol broker
 //! (tansu) and real processes of the built binary.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
+use support::deployment::wait_healthy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -35,27 +38,6 @@ fn edit(text: &str, from: &str, to: &str) -> String {
         "the template should hold {from:?}"
     );
     text.replace(from, to)
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut response = Vec::new();
-            let _ = stream.read_to_end(&mut response).await;
-            if response.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "port {port} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Sends a direct-route SSE request and returns the connection and what it read up to

@@ -4,6 +4,8 @@
 //! reload from the id kept in localStorage, and a fresh token when the proxy closes a
 //! stream because the old one expired.
 
+mod support;
+
 mod browser;
 
 use std::path::Path;
@@ -13,10 +15,9 @@ use std::time::Duration;
 use browser::Browser;
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::deployment::wait_healthy;
 use tokio::process::{Child, Command};
-use tokio::time::{sleep, Instant};
+use tokio::time::sleep;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -120,27 +121,6 @@ event = "order"
 
     fn page(&self, query: &str) -> String {
         format!("{}/index.html?path=/orders/42&{query}", self.base)
-    }
-}
-
-async fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut response = Vec::new();
-            let _ = stream.read_to_end(&mut response).await;
-            if response.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "port {port} never became healthy"
-        );
-        sleep(Duration::from_millis(100)).await;
     }
 }
 

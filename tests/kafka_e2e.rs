@@ -2,11 +2,14 @@
 //! Kafka-protocol broker: `fjord run` (relay feeding the proxy in-process), and
 //! `fjord relay` + `fjord proxy` as separate processes meeting over ZeroMQ.
 
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
+use support::deployment::wait_healthy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -23,27 +26,6 @@ fn spawn(args: &[&str], config: &Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("start fjord")
-}
-
-async fn wait_ready(port: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await {
-            let _ = stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut response = Vec::new();
-            let _ = stream.read_to_end(&mut response).await;
-            if response.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "port {port} never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Opens a held SSE-ish stream on the proxy's built-in test origin.
@@ -130,9 +112,9 @@ async fn run_streams_kafka_records_of_a_key_to_its_channel_in_order() {
     )
     .expect("config");
     let _fjord = spawn(&["run"], &config);
-    wait_ready(control).await;
+    wait_healthy(control).await;
     let mut client = subscribe(http, "orders.42").await;
-    wait_ready(relay_control).await;
+    wait_healthy(relay_control).await;
     let positions = produce_orders(&broker).await;
     let expected = expected_events(&positions);
     let seen = read_until(&mut client, expected.last().expect("events").as_bytes()).await;
@@ -174,12 +156,12 @@ async fn relay_and_proxy_processes_meet_over_zeromq() {
     )
     .expect("config");
     let _proxy = spawn(&["proxy"], &config);
-    wait_ready(control).await;
+    wait_healthy(control).await;
     // The client subscribes before the relay starts: the proxy's SUB subscription must
     // reach the relay's XPUB when it comes up, before it consumes.
     let mut client = subscribe(http, "orders.42").await;
     let _relay = spawn(&["relay"], &config);
-    wait_ready(relay_control).await;
+    wait_healthy(relay_control).await;
     let positions = produce_orders(&broker).await;
     let expected = expected_events(&positions);
     let seen = read_until(&mut client, expected.last().expect("events").as_bytes()).await;

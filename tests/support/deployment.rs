@@ -111,9 +111,18 @@ pub async fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 pub async fn wait_ready(port: u16) {
+    wait_for_ok(port, "/readyz", "ready").await;
+}
+
+/// Waits until `port` answers `/healthz` with 200 (alive, maybe not ready).
+pub async fn wait_healthy(port: u16) {
+    wait_for_ok(port, "/healthz", "healthy").await;
+}
+
+async fn wait_for_ok(port: u16, path: &str, what: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        if http_get(port, "/readyz")
+        if http_get(port, path)
             .await
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
         {
@@ -121,7 +130,7 @@ pub async fn wait_ready(port: u16) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("port {port} never became ready");
+    panic!("port {port} never became {what}");
 }
 
 /// A metric's value (summed over label sets matching `name` exactly or with labels).
