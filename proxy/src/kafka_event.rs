@@ -56,7 +56,13 @@ impl KafkaEvent {
                 },
                 _ => None,
             });
-        let parsed = stream.map(|content| ParsedEvent::parse(content));
+        // The relay sends the event name in `meta` and the value as the response body:
+        // the SSE content is parsed only for items that lack either (this runs on the
+        // publish path, once per item and channel).
+        let needs_parse = raw.is_none() || !item.meta.contains_key("event");
+        let parsed = stream
+            .filter(|_| needs_parse)
+            .map(|content| ParsedEvent::parse(content));
         let event = item
             .meta
             .get("event")
