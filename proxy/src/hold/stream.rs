@@ -71,14 +71,37 @@ pub struct StreamOrigin {
 
 /// The body of a held HTTP stream.
 pub struct HeldStream {
-    origin: StreamOrigin,
+    ctx: Arc<ProxyContext>,
+    route: Arc<Route>,
     out: VecDeque<Bytes>,
     held: Option<HeldChannels>,
-    subscriber: Option<Arc<Subscriber>>,
     keep_alive: Option<KeepAliveTimer>,
-    /// Boxed, like every part only paged streams use: a held connection is the unit of
-    /// cost, and most streams never get a `Grip-Link`.
-    link: Option<Box<LinkState>>,
+    /// Boxed and absent unless the origin gave a next or gone link: a held connection
+    /// is the unit of cost, and most streams never talk to the origin again, so they
+    /// should not keep its request either.
+    paging: Option<Box<Paging>>,
+    done: bool,
+    _gauge: ConnectionGauge,
+}
+
+impl Paging {
+    fn has_link(paging: &Option<Box<Paging>>) -> bool {
+        paging.as_ref().is_some_and(|p| p.link.is_some())
+    }
+
+    /// Whether a link fetch is in flight.
+    fn fetching(paging: &Option<Box<Paging>>) -> bool {
+        paging.as_ref().is_some_and(|p| p.fetch.is_some())
+    }
+}
+
+/// What a stream with a next link (§6.4) or a gone link (§6.5) keeps to reach the
+/// origin again.
+struct Paging {
+    request: Arc<OriginRequest>,
+    /// Channels the route adds to every hold; a link's instructions re-subscribe them.
+    implicit_channels: Vec<String>,
+    link: Option<LinkState>,
     /// Path and query links resolve against: the last link fetched, else the client's
     /// request.
     link_base: Option<String>,
@@ -87,47 +110,65 @@ pub struct HeldStream {
     retry: Option<Pin<Box<Sleep>>>,
     first_refresh: Option<Pin<Box<Sleep>>>,
     gone_link: Option<String>,
-    done: bool,
-    _gauge: ConnectionGauge,
 }
 
 impl HeldStream {
     /// A stream that starts with `initial` and then follows `instruction`.
     pub fn start(origin: StreamOrigin, instruction: &Instruction, initial: Bytes) -> HeldStream {
-        let ctx = Arc::clone(&origin.ctx);
+        let StreamOrigin {
+            ctx,
+            route,
+            implicit_channels,
+            request,
+        } = origin;
+        let paging = (instruction.next_link.is_some() || instruction.gone_link.is_some())
+            .then(|| {
+                Box::new(Paging {
+                    request,
+                    implicit_channels: Vec::new(),
+                    link: None,
+                    link_base: None,
+                    fetch: None,
+                    failures: 0,
+                    retry: None,
+                    first_refresh: None,
+                    gone_link: instruction.gone_link.clone(),
+                })
+            });
         let mut stream = HeldStream {
+            _gauge: ConnectionGauge::new(&ctx.metrics, "stream"),
+            ctx,
+            route,
             out: VecDeque::new(),
             held: None,
-            subscriber: None,
             keep_alive: None,
-            link: None,
-            link_base: None,
-            fetch: None,
-            failures: 0,
-            retry: None,
-            first_refresh: None,
-            gone_link: instruction.gone_link.clone(),
+            paging,
             done: false,
-            _gauge: ConnectionGauge::new(&ctx.metrics, "stream"),
-            origin,
         };
         if !initial.is_empty() {
             stream.out.push_back(initial);
         }
-        stream.follow(instruction, true);
+        stream.follow(instruction, true, &implicit_channels);
+        if let Some(paging) = stream.paging.as_mut() {
+            paging.implicit_channels = implicit_channels;
+        }
         stream
     }
 
+    fn has_link(&self) -> bool {
+        Paging::has_link(&self.paging)
+    }
+
     /// Applies a (new) instruction: subscriptions, keep-alive and next link.
-    fn follow(&mut self, instruction: &Instruction, initial: bool) {
-        let ctx = Arc::clone(&self.origin.ctx);
-        self.link = instruction.next_link.clone().map(|link| {
-            Box::new(LinkState {
+    fn follow(&mut self, instruction: &Instruction, initial: bool, implicit: &[String]) {
+        let ctx = Arc::clone(&self.ctx);
+        if let Some(paging) = self.paging.as_mut() {
+            paging.link = instruction.next_link.clone().map(|link| LinkState {
                 refresh: Box::pin(tokio::time::sleep(link.timeout)),
                 link,
                 traffic: BTreeSet::new(),
-            })
-        });
+            });
+        }
         match &instruction.hold {
             Some(Hold::Stream(stream_hold)) => {
                 self.keep_alive = stream_hold.keep_alive.as_ref().map(keep_alive_timer);
@@ -139,25 +180,24 @@ impl HeldStream {
                         held.set_meta(&instruction.meta);
                         held.resubscribe(
                             &instruction.channels,
-                            &self.origin.implicit_channels,
-                            &self.origin.route.channel_prefix,
+                            implicit,
+                            &self.route.channel_prefix,
                             &limits,
                         )
                     }
                     None => {
                         let subscriber = Subscriber::new(
-                            Arc::from(self.origin.route.id.as_str()),
+                            Arc::from(self.route.id.as_str()),
                             HELD_QUEUE_CAPACITY,
                         );
                         let (held, first) = HeldChannels::subscribe(
                             Arc::clone(&ctx.hub),
-                            Arc::clone(&subscriber),
+                            subscriber,
                             instruction,
-                            &self.origin.implicit_channels,
-                            &self.origin.route.channel_prefix,
+                            implicit,
+                            &self.route.channel_prefix,
                             &limits,
                         );
-                        self.subscriber = Some(subscriber);
                         self.held = Some(held);
                         first
                     }
@@ -165,27 +205,27 @@ impl HeldStream {
                 let Some(held) = self.held.as_ref() else {
                     return;
                 };
-                if held.has_prev_ids() && self.link.is_none() {
+                let has_link = self.has_link();
+                if held.has_prev_ids() && !has_link {
                     // §3.7.3: prev-id without a next link cannot recover; end the stream.
                     self.done = true;
                 } else if held.behind_at_hold_time() {
                     let last = held.grip_last();
                     self.start_fetch(last);
-                } else if initial
-                    && first
-                    && ctx.settings.update_on_first_subscription
-                    && self.link.is_some()
-                {
+                } else if initial && first && ctx.settings.update_on_first_subscription {
                     // §3.7.5: once, for the hold's first instructions. A next link's
                     // instructions re-subscribe the same channels, which would look like
                     // a first subscription again and refresh every second forever.
-                    self.first_refresh = Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+                    if let Some(paging) = self.paging.as_mut().filter(|p| p.link.is_some()) {
+                        paging.first_refresh =
+                            Some(Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+                    }
                 }
             }
             Some(Hold::Response(_)) => {
                 // §6.4: a response hold is not allowed in a next-link response.
                 if !initial {
-                    tracing::warn!(route = %self.origin.route.id, "next link answered with a response hold; ending stream");
+                    tracing::warn!(route = %self.route.id, "next link answered with a response hold; ending stream");
                 }
                 self.done = true;
             }
@@ -194,7 +234,7 @@ impl HeldStream {
                 if let Some(held) = self.held.as_mut() {
                     held.resubscribe(&[], &[], "", &HoldLimits { max_channels: 0 });
                 }
-                if self.link.is_some() {
+                if self.has_link() {
                     self.start_fetch(Vec::new());
                 } else {
                     self.done = true;
@@ -204,13 +244,16 @@ impl HeldStream {
     }
 
     fn start_fetch(&mut self, grip_last: Vec<(String, String)>) {
-        let Some(state) = self.link.as_mut() else {
+        let Some(paging) = self.paging.as_mut() else {
             return;
         };
-        let base = self
+        let Some(state) = paging.link.as_mut() else {
+            return;
+        };
+        let base = paging
             .link_base
             .as_deref()
-            .unwrap_or(&self.origin.request.path_and_query);
+            .unwrap_or(&paging.request.path_and_query);
         let target = match resolve_link(base, &state.link.uri) {
             Ok(target) => target,
             Err(e) => {
@@ -220,47 +263,58 @@ impl HeldStream {
             }
         };
         let path_and_query = path_of(&target);
-        self.link_base = Some(path_and_query.clone());
         state.traffic.clear();
         state
             .refresh
             .as_mut()
             .reset(Instant::now() + state.link.timeout);
-        let ctx = Arc::clone(&self.origin.ctx);
-        let request = self
-            .origin
+        let ctx = Arc::clone(&self.ctx);
+        let request = paging
             .request
-            .link_fetch(&path_and_query, &self.origin.route, &ctx.sig)
+            .link_fetch(&path_and_query, &self.route, &ctx.sig)
             .with_grip_last(&grip_last);
-        let route = Arc::clone(&self.origin.route);
-        self.fetch = Some(Box::pin(
+        paging.link_base = Some(path_and_query);
+        let route = Arc::clone(&self.route);
+        paging.fetch = Some(Box::pin(
             async move { fetch_link(&ctx, &route, request).await },
         ));
     }
 
     fn on_link_reply(&mut self, reply: LinkReply) {
-        self.failures = 0;
+        let Some(paging) = self.paging.as_mut() else {
+            return;
+        };
+        paging.failures = 0;
         if !reply.body.is_empty() {
             self.out.push_back(reply.body);
         }
         match reply.instruction {
-            Some(instruction) => self.follow(&instruction, false),
+            Some(instruction) => {
+                let implicit = std::mem::take(&mut paging.implicit_channels);
+                self.follow(&instruction, false, &implicit);
+                if let Some(paging) = self.paging.as_mut() {
+                    paging.implicit_channels = implicit;
+                }
+            }
             None => {
-                self.link = None;
+                paging.link = None;
                 self.done = true;
             }
         }
     }
 
     fn on_link_failure(&mut self, error: String) {
-        self.failures += 1;
-        if self.failures > MAX_LINK_RETRIES {
-            tracing::warn!(route = %self.origin.route.id, %error, "next link failed repeatedly; ending stream");
+        let Some(paging) = self.paging.as_mut() else {
+            return;
+        };
+        paging.failures += 1;
+        if paging.failures > MAX_LINK_RETRIES {
+            tracing::warn!(route = %self.route.id, %error, "next link failed repeatedly; ending stream");
             self.done = true;
             return;
         }
-        let delay = Duration::from_secs(1 << (self.failures - 1));
-        self.retry = Some(Box::pin(tokio::time::sleep(delay)));
+        let delay = Duration::from_secs(1 << (paging.failures - 1));
+        paging.retry = Some(Box::pin(tokio::time::sleep(delay)));
     }
 
     fn on_item(&mut self, delivery: Arc<crate::hub::Delivery>) {
@@ -269,29 +323,26 @@ impl HeldStream {
         };
         match held.judge_stream(&delivery) {
             Verdict::Accept(StreamContent::Data(bytes)) => {
-                self.origin
-                    .ctx
+                self.ctx
                     .metrics
                     .publish_to_write
                     .observe(delivery.received_at.elapsed().as_secs_f64());
-                if let Some(link) = self.link.as_mut() {
+                if let Some(link) = self.paging.as_mut().and_then(|p| p.link.as_mut()) {
                     link.traffic.insert(Arc::clone(&delivery.channel));
                 }
                 self.out.push_back(bytes);
             }
             Verdict::Accept(StreamContent::Close) => self.done = true,
             Verdict::Accept(StreamContent::Hint) => {
-                if self.link.is_some() && self.fetch.is_none() {
-                    if let Some(subscriber) = &self.subscriber {
-                        while subscriber.queue().try_pop().is_some() {}
-                    }
+                if Paging::has_link(&self.paging) && !Paging::fetching(&self.paging) {
+                    while held.subscriber().queue().try_pop().is_some() {}
                     self.start_fetch(Vec::new());
                 }
             }
             Verdict::Recover => {
-                if self.link.is_some() {
+                if Paging::has_link(&self.paging) {
                     let last = held.grip_last();
-                    if self.fetch.is_none() {
+                    if !Paging::fetching(&self.paging) {
                         self.start_fetch(last);
                     }
                 } else {
@@ -299,8 +350,7 @@ impl HeldStream {
                 }
             }
             Verdict::Skip(reason) => {
-                self.origin
-                    .ctx
+                self.ctx
                     .metrics
                     .dropped
                     .with_label_values(&[reason.label()])
@@ -327,52 +377,43 @@ impl HeldStream {
                 return true;
             }
         }
-        if self.fetch.is_none() {
-            if let Some(retry) = self.retry.as_mut() {
-                if retry.as_mut().poll(cx).is_ready() {
-                    self.retry = None;
-                    let last = self
-                        .held
-                        .as_ref()
-                        .map(HeldChannels::grip_last)
-                        .unwrap_or_default();
-                    self.start_fetch(last);
+        let channel_count = self.held.as_ref().map_or(0, |h| h.channels.len());
+        let Some(paging) = self.paging.as_mut().filter(|p| p.fetch.is_none()) else {
+            return false;
+        };
+        let mut fetch_now = false;
+        if paging.retry.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
+            paging.retry = None;
+            fetch_now = true;
+        } else if paging
+            .first_refresh
+            .as_mut()
+            .is_some_and(|f| f.as_mut().poll(cx).is_ready())
+        {
+            paging.first_refresh = None;
+            fetch_now = true;
+        } else if let Some(link) = paging.link.as_mut() {
+            if link.refresh.as_mut().poll(cx).is_ready() {
+                let all_busy = channel_count > 0 && link.traffic.len() >= channel_count;
+                link.traffic.clear();
+                link.refresh
+                    .as_mut()
+                    .reset(Instant::now() + link.link.timeout);
+                if all_busy {
                     return true;
                 }
-            }
-            if let Some(first) = self.first_refresh.as_mut() {
-                if first.as_mut().poll(cx).is_ready() {
-                    self.first_refresh = None;
-                    let last = self
-                        .held
-                        .as_ref()
-                        .map(HeldChannels::grip_last)
-                        .unwrap_or_default();
-                    self.start_fetch(last);
-                    return true;
-                }
-            }
-            let channel_count = self.held.as_ref().map_or(0, |h| h.channels.len());
-            if let Some(link) = self.link.as_mut() {
-                if link.refresh.as_mut().poll(cx).is_ready() {
-                    let all_busy = channel_count > 0 && link.traffic.len() >= channel_count;
-                    link.traffic.clear();
-                    link.refresh
-                        .as_mut()
-                        .reset(Instant::now() + link.link.timeout);
-                    if !all_busy {
-                        let last = self
-                            .held
-                            .as_ref()
-                            .map(HeldChannels::grip_last)
-                            .unwrap_or_default();
-                        self.start_fetch(last);
-                    }
-                    return true;
-                }
+                fetch_now = true;
             }
         }
-        false
+        if fetch_now {
+            let last = self
+                .held
+                .as_ref()
+                .map(HeldChannels::grip_last)
+                .unwrap_or_default();
+            self.start_fetch(last);
+        }
+        fetch_now
     }
 }
 
@@ -393,18 +434,21 @@ impl Body for HeldStream {
             if this.done {
                 return Poll::Ready(None);
             }
-            if let Some(fetch) = this.fetch.as_mut() {
+            let fetch = this.paging.as_mut().and_then(|p| p.fetch.as_mut());
+            if let Some(fetch) = fetch {
                 if let Poll::Ready(result) = fetch.as_mut().poll(cx) {
-                    this.fetch = None;
+                    if let Some(paging) = this.paging.as_mut() {
+                        paging.fetch = None;
+                    }
                     match result {
                         Ok(reply) => this.on_link_reply(reply),
                         Err(error) => this.on_link_failure(error),
                     }
                     continue;
                 }
-            } else if let Some(subscriber) = this.subscriber.as_ref() {
+            } else if let Some(held) = this.held.as_ref() {
                 // The popped value owns no borrow, so no per-poll `Arc` clone is needed.
-                let event = subscriber.queue().poll_pop(cx);
+                let event = held.subscriber().queue().poll_pop(cx);
                 match event {
                     Poll::Ready(QueueEvent::Item(delivery)) => {
                         this.on_item(delivery);
@@ -436,13 +480,11 @@ impl Body for HeldStream {
 impl Drop for HeldStream {
     fn drop(&mut self) {
         // §6.5: tell the origin the client is gone; best effort, no retry.
-        if let Some(gone) = self.gone_link.take() {
-            post_gone_link(
-                &self.origin.ctx,
-                &self.origin.route,
-                &self.origin.request,
-                &gone,
-            );
+        let Some(paging) = self.paging.as_mut() else {
+            return;
+        };
+        if let Some(gone) = paging.gone_link.take() {
+            post_gone_link(&self.ctx, &self.route, &paging.request, &gone);
         }
     }
 }

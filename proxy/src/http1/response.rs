@@ -9,6 +9,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::WriteHalf;
 use tokio::net::TcpStream;
 
 use super::MAX_HEAD;
@@ -103,9 +104,12 @@ pub async fn write_response(
                 Err(_) => continue,
             },
         };
-        let mut batch = vec![data];
+        let mut batch = Batch {
+            first: data,
+            rest: Vec::new(),
+        };
         let after = gather_ready(&mut body, &mut batch);
-        if write_data(&mut writer, &batch, chunked).await.is_err() {
+        if write_batch(&mut writer, &batch, chunked).await.is_err() {
             return WriteOutcome::Close;
         }
         match after {
@@ -132,18 +136,35 @@ enum BatchEnd {
     BodyFailed,
 }
 
+/// Body frames that go out in one write. A held stream usually has exactly one frame
+/// ready per wake-up, so the common case allocates nothing: `rest` stays empty.
+struct Batch {
+    first: Bytes,
+    rest: Vec<Bytes>,
+}
+
+impl Batch {
+    fn frames(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.first).chain(self.rest.iter())
+    }
+
+    fn len(&self) -> usize {
+        self.frames().map(Bytes::len).sum()
+    }
+}
+
 /// Collects frames that are ready now, so a burst goes out in one write.
-fn gather_ready(body: &mut ProxyBody, batch: &mut Vec<Bytes>) -> BatchEnd {
+fn gather_ready(body: &mut ProxyBody, batch: &mut Batch) -> BatchEnd {
     // A no-op waker is enough: when nothing is ready, the main loop polls again with
     // the task's real waker before it sleeps.
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut size: usize = batch.iter().map(Bytes::len).sum();
-    while size < 64 * 1024 {
+    let mut size = batch.len();
+    while size < MAX_BATCH {
         match std::pin::Pin::new(&mut *body).poll_frame(&mut cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     size += data.len();
-                    batch.push(data);
+                    batch.rest.push(data);
                 }
             }
             Poll::Ready(None) => return BatchEnd::BodyEnded,
@@ -157,26 +178,91 @@ fn gather_ready(body: &mut ProxyBody, batch: &mut Vec<Bytes>) -> BatchEnd {
     BatchEnd::More
 }
 
+/// A batch stops growing at this size.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// Batches up to this size (with their chunk framing) are copied into one stack
+/// buffer and sent with a single `write`: fan-out writes one small event to many
+/// sockets, and per delivery a copy of a few hundred bytes is cheaper than building
+/// an I/O vector and its size line on the heap.
+const INLINE_WRITE: usize = 2048;
+
+/// `{len:x}\r\n` without allocating; returns the buffer and how many bytes are used.
+fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
+    let mut line = [0u8; 18];
+    let digits = (usize::BITS as usize / 4) - (len.leading_zeros() as usize / 4);
+    let digits = digits.max(1);
+    for (i, digit) in line[..digits].iter_mut().enumerate() {
+        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
+        *digit = b"0123456789abcdef"[nibble];
+    }
+    line[digits] = b'\r';
+    line[digits + 1] = b'\n';
+    (line, digits + 2)
+}
+
 /// Writes a batch of body frames, as one chunk when chunked.
-async fn write_data<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    batch: &[Bytes],
+async fn write_batch(
+    writer: &mut WriteHalf<'_>,
+    batch: &Batch,
     chunked: bool,
 ) -> std::io::Result<()> {
-    let len: usize = batch.iter().map(Bytes::len).sum();
+    let len = batch.len();
     if len == 0 {
         return Ok(());
     }
-    let size_line = format!("{len:x}\r\n");
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.len() + 2);
-    if chunked {
-        slices.push(IoSlice::new(size_line.as_bytes()));
+    let (size_line, size_len) = chunk_size_line(len);
+    let size_line = if chunked { &size_line[..size_len] } else { &[] };
+    let trailer: &[u8] = if chunked { b"\r\n" } else { b"" };
+    if size_line.len() + len + trailer.len() <= INLINE_WRITE {
+        // The stack buffer lives only inside this call, so it does not become part of
+        // the connection's future (which would cost every idle connection its size).
+        match try_write_inline(writer, size_line, batch, trailer) {
+            InlineWrite::Done => return Ok(()),
+            InlineWrite::Failed(e) => return Err(e),
+            InlineWrite::Rest(rest) => return writer.write_all(&rest).await,
+        }
     }
-    slices.extend(batch.iter().map(|b| IoSlice::new(b)));
-    if chunked {
-        slices.push(IoSlice::new(b"\r\n"));
-    }
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.rest.len() + 3);
+    slices.push(IoSlice::new(size_line));
+    slices.extend(batch.frames().map(|b| IoSlice::new(b)));
+    slices.push(IoSlice::new(trailer));
+    slices.retain(|s| !s.is_empty());
     write_all_vectored(writer, &mut slices).await
+}
+
+enum InlineWrite {
+    Done,
+    /// The socket took only part (or nothing) now; the rest must be awaited.
+    Rest(Vec<u8>),
+    Failed(std::io::Error),
+}
+
+fn try_write_inline(
+    writer: &WriteHalf<'_>,
+    size_line: &[u8],
+    batch: &Batch,
+    trailer: &[u8],
+) -> InlineWrite {
+    let mut buffer = [0u8; INLINE_WRITE];
+    let mut used = 0;
+    for part in std::iter::once(size_line)
+        .chain(batch.frames().map(|b| &b[..]))
+        .chain(std::iter::once(trailer))
+    {
+        buffer[used..used + part.len()].copy_from_slice(part);
+        used += part.len();
+    }
+    let encoded = &buffer[..used];
+    match writer.try_write(encoded) {
+        Ok(n) if n == encoded.len() => InlineWrite::Done,
+        Ok(0) => InlineWrite::Failed(std::io::ErrorKind::WriteZero.into()),
+        Ok(n) => InlineWrite::Rest(encoded[n..].to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            InlineWrite::Rest(encoded.to_vec())
+        }
+        Err(e) => InlineWrite::Failed(e),
+    }
 }
 
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
@@ -246,5 +332,18 @@ fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_size_line_is_lowercase_hex_without_leading_zeros() {
+        for len in [1usize, 9, 10, 15, 16, 255, 256, 4095, 65_536, 0x1234_abcd, usize::MAX] {
+            let (line, used) = chunk_size_line(len);
+            assert_eq!(&line[..used], format!("{len:x}\r\n").as_bytes(), "{len}");
+        }
     }
 }
