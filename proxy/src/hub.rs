@@ -11,7 +11,7 @@
 //! unsubscribe on one channel do not stall fan-out on the others.
 
 use std::collections::hash_map::{DefaultHasher, Entry};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -143,6 +143,9 @@ struct ChannelState {
     /// make publishers flap, and a channel with history keeps recording, so a client
     /// that reconnects soon is served from memory.
     idle_since: Option<Instant>,
+    /// When the maintenance tick next has to look at this channel; mirrors its entry in
+    /// [`Shard::wakes`].
+    wake_at: Option<Instant>,
 }
 
 impl ChannelState {
@@ -153,7 +156,19 @@ impl ChannelState {
             sequencer: ChannelSequencer::new(sequencer),
             history: None,
             idle_since: None,
+            wake_at: None,
         }
+    }
+
+    /// The earliest moment something time-based is due on this channel: a held item's
+    /// `message_wait` (§3.7.2), a remembered id's expiry, or the end of its linger.
+    fn next_wake(&self, linger: Duration) -> Option<Instant> {
+        let lingered = self.idle_since.map(|idle| idle + linger);
+        self.sequencer
+            .next_deadline()
+            .into_iter()
+            .chain(lingered)
+            .min()
     }
 
     /// Called whenever the channel may have lost its last subscriber; returns whether
@@ -171,6 +186,22 @@ impl ChannelState {
         false
     }
 
+    /// Brings the channel's entry in its shard's `wakes` in line with its state; called
+    /// after every change that may add, move or clear a deadline.
+    fn schedule(&mut self, wakes: &mut BTreeSet<(Instant, Arc<str>)>, linger: Duration) {
+        let wake = self.next_wake(linger);
+        if wake == self.wake_at {
+            return;
+        }
+        if let Some(old) = self.wake_at.take() {
+            wakes.remove(&(old, Arc::clone(&self.name)));
+        }
+        if let Some(at) = wake {
+            wakes.insert((at, Arc::clone(&self.name)));
+        }
+        self.wake_at = wake;
+    }
+
     /// Whether a channel without subscribers lingered long enough.
     fn lingered_out(&self, now: Instant, linger: Duration) -> bool {
         self.subscribers.is_empty()
@@ -183,6 +214,41 @@ impl ChannelState {
 #[derive(Default)]
 struct Shard {
     channels: HashMap<Arc<str>, ChannelState>,
+    /// Channels with something time-based pending, by when it falls due, so the
+    /// maintenance tick visits those alone instead of every channel.
+    wakes: BTreeSet<(Instant, Arc<str>)>,
+}
+
+impl Shard {
+    /// [`ChannelState::schedule`] by name.
+    fn reschedule(&mut self, channel: &str, linger: Duration) {
+        if let Some(state) = self.channels.get_mut(channel) {
+            state.schedule(&mut self.wakes, linger);
+        }
+    }
+
+    /// Drops a channel together with its wake-up.
+    fn remove(&mut self, channel: &str) -> Option<ChannelState> {
+        let state = self.channels.remove(channel)?;
+        if let Some(at) = state.wake_at {
+            self.wakes.remove(&(at, Arc::clone(&state.name)));
+        }
+        Some(state)
+    }
+
+    /// Takes every channel whose wake-up is due at `now` out of the schedule.
+    fn take_due(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let mut due = Vec::new();
+        while self.wakes.first().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, name)) = self.wakes.pop_first() {
+                if let Some(state) = self.channels.get_mut(&name) {
+                    state.wake_at = None;
+                }
+                due.push(name);
+            }
+        }
+        due
+    }
 }
 
 /// What happened to one publish, for the caller's metrics and tests.
@@ -195,6 +261,15 @@ pub struct PublishOutcome {
     pub overflows: usize,
     /// Whether the item was held back for reordering or dropped as a duplicate.
     pub held_or_dropped: bool,
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceOutcome {
+    /// Items released from reorder buffers, counted once per subscriber reached.
+    pub deliveries: usize,
+    /// Channels the pass looked at: those with something due, not every channel.
+    pub channels_visited: usize,
 }
 
 /// Settings of the hub.
@@ -272,6 +347,7 @@ impl Hub {
     pub fn subscribe(&self, channel: &str, subscriber: &Arc<Subscriber>) -> bool {
         let mut shard = self.shard(channel);
         let (_, first) = self.join(&mut shard, channel, subscriber);
+        shard.reschedule(channel, self.config.subscription_linger);
         drop(shard);
         self.count_subscription(first);
         first
@@ -297,6 +373,7 @@ impl Hub {
             position: history.position().clone(),
             catchup: after.map(|position| history.catch_up(position)),
         };
+        shard.reschedule(channel, self.config.subscription_linger);
         drop(shard);
         self.count_subscription(first);
         start
@@ -350,16 +427,13 @@ impl Hub {
         let removed = before != state.subscribers.len();
         let emptied = state.on_emptied(Instant::now(), &self.config);
         if emptied {
-            if let Some(state) = shard.channels.remove(channel) {
-                let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
-            }
+            self.drop_channel(&mut shard, channel);
+        } else {
+            shard.reschedule(channel, self.config.subscription_linger);
         }
         drop(shard);
         if removed {
             self.metrics.subscriptions.dec();
-        }
-        if emptied {
-            self.metrics.channels.dec();
         }
     }
 
@@ -382,8 +456,10 @@ impl Hub {
     /// Forgets the channel's last id, as a per-subscription sequence mismatch requires
     /// (§3.7.3).
     pub fn clear_last_id(&self, channel: &str) {
-        if let Some(state) = self.shard(channel).channels.get_mut(channel) {
+        let mut shard = self.shard(channel);
+        if let Some(state) = shard.channels.get_mut(channel) {
             state.sequencer.clear_last_id();
+            shard.reschedule(channel, self.config.subscription_linger);
         }
     }
 
@@ -406,7 +482,8 @@ impl Hub {
             .inc();
         let now = Instant::now();
         let channel: Arc<str> = Arc::from(item.channel.as_str());
-        let mut shard = self.shard(&channel);
+        let mut guard = self.shard(&channel);
+        let shard = &mut *guard;
         let Some(state) = shard.channels.get_mut(&channel) else {
             return PublishOutcome::default();
         };
@@ -426,7 +503,7 @@ impl Hub {
             None => None,
         };
         let delivery = Arc::new(Delivery {
-            channel,
+            channel: Arc::clone(&channel),
             item,
             received_at: now,
             kafka,
@@ -441,39 +518,44 @@ impl Hub {
                 history.remember(Arc::clone(record), now_ms);
             }
         }
-        self.forget_if_empty(&mut shard, &ready, now);
+        // A fan-out may have dropped the last subscribers (full or closed queues).
+        if !ready.is_empty() && state.on_emptied(now, &self.config) {
+            self.drop_channel(shard, &channel);
+        } else {
+            state.schedule(&mut shard.wakes, self.config.subscription_linger);
+        }
         outcome
     }
 
-    /// Releases reordered items that waited longer than `message_wait` (§3.7.2), and
-    /// drops channels whose history lingered long enough without a subscriber.
-    /// Called periodically by [`Hub::run_maintenance`].
-    pub fn release_expired(&self, now: Instant) -> usize {
-        let mut delivered = 0;
+    /// Releases reordered items that waited longer than `message_wait` (§3.7.2),
+    /// forgets expired ids, and drops channels that lingered long enough without a
+    /// subscriber. Only channels with something due at `now` are visited, so an idle
+    /// proxy with many channels does no work here. Called periodically by
+    /// [`Hub::run_maintenance`].
+    pub fn release_expired(&self, now: Instant) -> MaintenanceOutcome {
+        let mut outcome = MaintenanceOutcome::default();
         let linger = self.config.subscription_linger;
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let mut emptied = Vec::new();
-            for state in shard.channels.values_mut() {
+            let mut guard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let shard = &mut *guard;
+            for name in shard.take_due(now) {
+                let Some(state) = shard.channels.get_mut(&name) else {
+                    continue;
+                };
+                outcome.channels_visited += 1;
                 let ready = state.sequencer.release_expired(now);
                 if !ready.is_empty() {
-                    delivered += fan_out(state, &ready, &self.metrics).deliveries;
+                    outcome.deliveries += fan_out(state, &ready, &self.metrics).deliveries;
                 }
                 if state.on_emptied(now, &self.config) || state.lingered_out(now, linger) {
-                    emptied.push(Arc::clone(&state.name));
+                    self.drop_channel(shard, &name);
+                    continue;
                 }
+                state.sequencer.expire_ids(now);
+                state.schedule(&mut shard.wakes, linger);
             }
-            for name in emptied {
-                shard.channels.remove(&name);
-                self.metrics.channels.dec();
-                let _ = self.events.send(ChannelEvent::Unsubscribed(name));
-            }
-            shard
-                .channels
-                .values_mut()
-                .for_each(|s| s.sequencer.expire_ids(now));
         }
-        delivered
+        outcome
     }
 
     /// Runs periodic upkeep (reorder timeouts, id cache expiry) until the hub is dropped.
@@ -489,17 +571,11 @@ impl Hub {
         }
     }
 
-    fn forget_if_empty(&self, shard: &mut Shard, ready: &[Arc<Delivery>], now: Instant) {
-        let Some(first) = ready.first() else { return };
-        let drop_now = shard
-            .channels
-            .get_mut(&first.channel)
-            .is_some_and(|state| state.on_emptied(now, &self.config));
-        if drop_now {
-            if let Some(state) = shard.channels.remove(&first.channel) {
-                self.metrics.channels.dec();
-                let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
-            }
+    /// Forgets a channel that lost its last subscriber and tells the upstream inputs.
+    fn drop_channel(&self, shard: &mut Shard, channel: &str) {
+        if let Some(state) = shard.remove(channel) {
+            self.metrics.channels.dec();
+            let _ = self.events.send(ChannelEvent::Unsubscribed(state.name));
         }
     }
 }

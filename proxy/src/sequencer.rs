@@ -5,7 +5,7 @@
 //! else arrived early and waits (up to `message_wait`) for its predecessor. Items seen
 //! again within `id_cache_ttl` are duplicates and are dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,12 +49,35 @@ struct SequenceState {
     /// Early items keyed by the `prev-id` they wait for.
     pending: HashMap<String, Arc<Delivery>>,
     /// Recently seen ids and when they may be forgotten.
-    seen: HashMap<String, Instant>,
+    seen: HashMap<Arc<str>, Instant>,
+    /// The same ids in the order they may be forgotten (every id gets the same ttl), so
+    /// expiry touches only what expires. An entry whose id was seen again since is
+    /// stale: the map holds the later time.
+    forget_order: VecDeque<(Instant, Arc<str>)>,
 }
 
 impl SequenceState {
     fn is_empty(&self) -> bool {
         self.last_id.is_none() && self.pending.is_empty() && self.seen.is_empty()
+    }
+
+    fn remember(&mut self, id: &str, until: Instant) {
+        let id: Arc<str> = Arc::from(id);
+        self.seen.insert(Arc::clone(&id), until);
+        self.forget_order.push_back((until, id));
+    }
+
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some((until, _)) = self.forget_order.front() {
+            if *until > now {
+                return;
+            }
+            if let Some((_, id)) = self.forget_order.pop_front() {
+                if self.seen.get(&id).is_some_and(|&latest| latest <= now) {
+                    self.seen.remove(&id);
+                }
+            }
+        }
     }
 
     /// Records the last item of `ready` as delivered and appends every buffered item
@@ -87,6 +110,24 @@ impl ChannelSequencer {
         if let Some(state) = self.state.as_mut() {
             state.last_id = None;
         }
+        self.release_if_empty();
+    }
+
+    /// When something of this channel next falls due: an early item's `message_wait`
+    /// ends (§3.7.2) or a remembered id may be forgotten. `None` when nothing waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let state = self.state.as_ref()?;
+        let wait = self.config.message_wait;
+        let pending = state.pending.values().map(|d| d.received_at + wait).min();
+        let forget = state.forget_order.front().map(|(until, _)| *until);
+        pending.into_iter().chain(forget).min()
+    }
+
+    /// Drops the state once it holds nothing, so an idle channel costs no allocation.
+    fn release_if_empty(&mut self) {
+        if self.state.as_ref().is_some_and(|state| state.is_empty()) {
+            self.state = None;
+        }
     }
 
     /// Takes one published item and returns the items now ready for delivery, in
@@ -99,16 +140,21 @@ impl ChannelSequencer {
             if let Some(state) = self.state.as_mut() {
                 state.last_id = None;
             }
+            self.release_if_empty();
             return vec![delivery];
         }
         let config = Arc::clone(&self.config);
         let state = self.state.get_or_insert_with(Box::default);
         if let Some(id) = &item.id {
             if !config.id_cache_ttl.is_zero() {
-                if state.seen.get(id).is_some_and(|&until| until > now) {
+                if state
+                    .seen
+                    .get(id.as_str())
+                    .is_some_and(|&until| until > now)
+                {
                     return Vec::new();
                 }
-                state.seen.insert(id.clone(), now + config.id_cache_ttl);
+                state.remember(id, now + config.id_cache_ttl);
             }
         }
         let early = !item.no_seq
@@ -128,6 +174,8 @@ impl ChannelSequencer {
         }
         let mut ready = vec![delivery];
         state.advance_from(&mut ready);
+        // An item with a prev-id but no id ends the sequence like a plain one.
+        self.release_if_empty();
         ready
     }
 
@@ -155,6 +203,7 @@ impl ChannelSequencer {
                 state.advance_from(&mut ready);
             }
         }
+        self.release_if_empty();
         ready
     }
 
@@ -162,13 +211,9 @@ impl ChannelSequencer {
     /// it holds nothing.
     pub fn expire_ids(&mut self, now: Instant) {
         if let Some(state) = self.state.as_mut() {
-            if !state.seen.is_empty() {
-                state.seen.retain(|_, until| *until > now);
-            }
-            if state.is_empty() {
-                self.state = None;
-            }
+            state.forget_expired(now);
         }
+        self.release_if_empty();
     }
 }
 
@@ -297,5 +342,63 @@ mod tests {
         assert!(seq.state.is_some(), "the id is still remembered");
         seq.expire_ids(now + Duration::from_secs(2));
         assert!(seq.state.is_none(), "released once it holds nothing");
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_of_a_held_item_and_an_id_expiry() {
+        let mut seq = ChannelSequencer::new(SequencerConfig {
+            message_wait: Duration::from_secs(5),
+            id_cache_ttl: Duration::from_secs(60),
+        });
+        let now = Instant::now();
+        assert_eq!(seq.next_deadline(), None, "nothing waits");
+        seq.accept(item(Some("1"), None, now), now);
+        assert_eq!(seq.next_deadline(), Some(now + Duration::from_secs(60)));
+        let later = now + Duration::from_secs(1);
+        assert!(seq
+            .accept(item(Some("3"), Some("2"), later), later)
+            .is_empty());
+        assert_eq!(seq.next_deadline(), Some(later + Duration::from_secs(5)));
+        seq.release_expired(later + Duration::from_secs(5));
+        assert_eq!(seq.next_deadline(), Some(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn an_id_seen_again_after_expiry_is_remembered_until_its_new_expiry() {
+        let ttl = Duration::from_secs(10);
+        let mut seq = ChannelSequencer::new(SequencerConfig {
+            message_wait: Duration::from_secs(5),
+            id_cache_ttl: ttl,
+        });
+        let now = Instant::now();
+        seq.accept(item(Some("a"), None, now), now);
+        let again = now + ttl;
+        assert_eq!(seq.accept(item(Some("a"), None, again), again).len(), 1);
+        seq.expire_ids(again);
+        assert!(
+            seq.accept(item(Some("a"), None, again), again).is_empty(),
+            "the first expiry must not forget the second sighting"
+        );
+        assert_eq!(seq.next_deadline(), Some(again + ttl));
+        seq.expire_ids(again + ttl);
+        assert_eq!(seq.next_deadline(), None);
+    }
+
+    #[test]
+    fn state_holding_nothing_is_released_without_waiting_for_maintenance() {
+        let mut seq = ChannelSequencer::new(no_dedup());
+        let now = Instant::now();
+        seq.accept(item(Some("1"), None, now), now);
+        assert!(seq.state.is_some(), "the last id is kept");
+        seq.clear_last_id();
+        assert!(seq.state.is_none());
+        seq.accept(item(Some("1"), None, now), now);
+        seq.accept(item(None, None, now), now);
+        assert!(seq.state.is_none());
+        seq.accept(item(None, Some("1"), now), now);
+        assert!(
+            seq.state.is_none(),
+            "a prev-id alone leaves nothing to keep"
+        );
     }
 }

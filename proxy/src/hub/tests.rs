@@ -8,14 +8,34 @@ fn hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
 }
 
 fn hub_lingering(linger: Duration) -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
+    hub_with(linger, Duration::ZERO)
+}
+
+fn hub_with(
+    linger: Duration,
+    id_cache_ttl: Duration,
+) -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
     let config = HubConfig {
         sequencer: SequencerConfig {
             message_wait: Duration::from_secs(5),
-            id_cache_ttl: Duration::ZERO,
+            id_cache_ttl,
         },
         subscription_linger: linger,
     };
     Hub::new(config, Arc::new(Metrics::new()))
+}
+
+fn sequenced(channel: &str, id: &str, prev_id: Option<&str>) -> PublishItem {
+    let mut item = item(channel, b"x");
+    item.id = Some(id.to_owned());
+    item.prev_id = prev_id.map(str::to_owned);
+    item
+}
+
+fn ids_of(sub: &Subscriber) -> Vec<String> {
+    std::iter::from_fn(|| sub.queue().try_pop())
+        .filter_map(|d| d.item.id.clone())
+        .collect()
 }
 
 fn item(channel: &str, content: &'static [u8]) -> PublishItem {
@@ -235,4 +255,161 @@ fn a_lingering_channel_stays_subscribed_but_forgets_its_sequencing_state() {
         Some(ChannelEvent::Unsubscribed(Arc::from("a")))
     );
     assert_eq!(hub.metrics().channels.get(), 0);
+}
+
+#[test]
+fn a_held_out_of_order_item_is_released_once_message_wait_passes() {
+    let (hub, _events) = hub();
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("c", &sub);
+    let before = Instant::now();
+    hub.publish(sequenced("c", "1", None), PublishInput::Http);
+    let held = hub.publish(sequenced("c", "3", Some("2")), PublishInput::Http);
+    assert!(held.held_or_dropped);
+    let after = Instant::now();
+    assert_eq!(ids_of(&sub), vec!["1"]);
+
+    let early = hub.release_expired(before + Duration::from_secs(4));
+    assert_eq!(early.deliveries, 0);
+    assert_eq!(early.channels_visited, 0, "nothing due yet");
+    assert!(sub.queue().try_pop().is_none());
+
+    let due = hub.release_expired(after + Duration::from_secs(5));
+    assert_eq!(due.deliveries, 1);
+    assert_eq!(due.channels_visited, 1);
+    assert_eq!(ids_of(&sub), vec!["3"]);
+    assert_eq!(hub.last_id("c").as_deref(), Some("3"));
+    assert_eq!(
+        hub.release_expired(after + Duration::from_secs(6))
+            .channels_visited,
+        0,
+        "released: nothing left to wait for"
+    );
+}
+
+#[test]
+fn a_lingering_channel_is_dropped_and_announced_once_its_linger_passes() {
+    let (hub, mut events) = hub_lingering(Duration::from_secs(60));
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("c", &sub);
+    let before = Instant::now();
+    hub.unsubscribe("c", sub.id());
+    let after = Instant::now();
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Subscribed(Arc::from("c")))
+    );
+
+    let lingering = hub.release_expired(before + Duration::from_secs(59));
+    assert_eq!(lingering.channels_visited, 0);
+    assert!(events.try_recv().is_err(), "still lingering");
+    assert_eq!(hub.metrics().channels.get(), 1);
+
+    let over = hub.release_expired(after + Duration::from_secs(60));
+    assert_eq!(over.channels_visited, 1);
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Unsubscribed(Arc::from("c")))
+    );
+    assert_eq!(hub.metrics().channels.get(), 0);
+    assert!(hub.channels().is_empty());
+}
+
+#[test]
+fn a_channel_subscribed_again_while_lingering_outlives_its_old_linger() {
+    let (hub, mut events) = hub_lingering(Duration::from_secs(60));
+    let first = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("c", &first);
+    hub.unsubscribe("c", first.id());
+    let back = Subscriber::new(Arc::from("r"), 10);
+    assert!(!hub.subscribe("c", &back));
+
+    let tick = hub.release_expired(Instant::now() + Duration::from_secs(120));
+    assert_eq!(tick.channels_visited, 0, "no longer lingering");
+    assert_eq!(hub.subscriber_count("c"), 1);
+    assert_eq!(
+        events.try_recv().ok(),
+        Some(ChannelEvent::Subscribed(Arc::from("c")))
+    );
+    assert!(events.try_recv().is_err(), "never unsubscribed upstream");
+}
+
+#[test]
+fn a_channel_whose_reader_left_before_a_release_is_dropped_by_that_release() {
+    let (hub, mut events) = hub();
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("c", &sub);
+    hub.publish(sequenced("c", "1", None), PublishInput::Http);
+    hub.publish(sequenced("c", "3", Some("2")), PublishInput::Http);
+    sub.queue().close();
+
+    let due = hub.release_expired(Instant::now() + Duration::from_secs(5));
+    assert_eq!(due.deliveries, 0, "the closed queue takes nothing");
+    let seen: Vec<_> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ChannelEvent::Subscribed(Arc::from("c")),
+            ChannelEvent::Unsubscribed(Arc::from("c")),
+        ]
+    );
+    assert_eq!(hub.metrics().channels.get(), 0);
+    assert_eq!(hub.metrics().subscriptions.get(), 0);
+}
+
+#[test]
+fn remembered_ids_are_forgotten_on_time_and_then_cost_no_visits() {
+    let ttl = Duration::from_secs(60);
+    let (hub, _events) = hub_with(Duration::ZERO, ttl);
+    let sub = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("c", &sub);
+    let before = Instant::now();
+    hub.publish(sequenced("c", "1", None), PublishInput::Http);
+    let after = Instant::now();
+    assert!(
+        hub.publish(sequenced("c", "1", None), PublishInput::Http)
+            .held_or_dropped,
+        "a duplicate within the ttl"
+    );
+
+    assert_eq!(hub.release_expired(before + ttl / 2).channels_visited, 0);
+    assert_eq!(hub.release_expired(after + ttl).channels_visited, 1);
+    assert_eq!(
+        hub.release_expired(after + ttl * 2).channels_visited,
+        0,
+        "nothing left to expire"
+    );
+    assert_eq!(hub.last_id("c").as_deref(), Some("1"), "the last id stays");
+}
+
+#[test]
+fn idle_channels_are_not_visited_by_maintenance() {
+    const IDLE: usize = 19_000;
+    let (hub, _events) = hub_with(Duration::from_secs(60), Duration::from_secs(60));
+    let subscribers: Vec<_> = (0..IDLE)
+        .map(|n| {
+            let sub = Subscriber::new(Arc::from("r"), 10);
+            hub.subscribe(&format!("idle.{n}"), &sub);
+            sub
+        })
+        .collect();
+    for n in 0..100 {
+        hub.publish(item(&format!("idle.{n}"), b"x"), PublishInput::Http);
+    }
+    assert_eq!(hub.channels().len(), IDLE);
+
+    let busy = Subscriber::new(Arc::from("r"), 10);
+    hub.subscribe("busy", &busy);
+    hub.publish(sequenced("busy", "1", None), PublishInput::Http);
+    hub.publish(sequenced("busy", "3", Some("2")), PublishInput::Http);
+
+    let now = Instant::now();
+    assert_eq!(hub.release_expired(now).channels_visited, 0);
+    let released = hub.release_expired(now + Duration::from_secs(5));
+    assert_eq!(
+        released.channels_visited, 1,
+        "only the channel with a held item"
+    );
+    assert_eq!(released.deliveries, 1);
+    drop(subscribers);
 }
