@@ -10,8 +10,7 @@
 //! is produced and the runner counts how many connections received it and
 //! how long after the produce call (the timestamp is in the record's value).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,12 +21,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
 use crate::fleet::{self, Fleet, FleetPlan, Merged};
+use crate::kafka_broker::{Broker, BrokerOpts};
 use crate::kafka_producer;
-use crate::kafka_rig::{broker_pids, Broker};
 use crate::kafka_sut::KafkaFeed;
 use crate::loadavg;
 use crate::payload;
-use crate::procstat::{self, Sample};
+use crate::procstat::Sample;
 use crate::proxy_fleet::{ProxyFleet, NEWS_PREFIX};
 use crate::scenarios::round;
 use crate::sse::{self, Counters};
@@ -57,12 +56,8 @@ pub struct ConnsFleetArgs {
     /// Most seconds to wait for the broadcast to reach every connection.
     #[arg(long, default_value_t = 60)]
     pub broadcast_max: u64,
-    /// Use the broker at this loopback address instead of starting one.
-    #[arg(long)]
-    pub bootstrap: Option<SocketAddr>,
-    /// The tansu binary for the started broker.
-    #[arg(long)]
-    pub tansu: Option<PathBuf>,
+    #[command(flatten)]
+    pub broker: BrokerOpts,
     /// Extra consumer setting for the relay, `KEY=VALUE`; repeatable.
     #[arg(long = "relay-kafka", value_parser = parse_key_value)]
     pub relay_kafka: Vec<(String, String)>,
@@ -89,7 +84,7 @@ pub async fn run(a: &ConnsFleetArgs) -> Result<Value> {
     anyhow::ensure!(a.partitions > 0, "--partitions must be > 0");
     check_capacity(a.connections, a.proxies)?;
     let load = loadavg::Sampler::start();
-    let broker = Broker::start(a.bootstrap).await?;
+    let broker = Broker::start(&a.broker).await?;
     let unique = format!("{}-{}", std::process::id(), payload::now_us() / 1_000_000);
     let topic = format!("bench-news-{unique}");
     eprintln!(
@@ -98,7 +93,7 @@ pub async fn run(a: &ConnsFleetArgs) -> Result<Value> {
         broker.describe(),
         a.partitions
     );
-    kafka_producer::create_topic(&broker.bootstrap, &topic, a.partitions).await?;
+    broker.create_topic(&topic, a.partitions).await?;
     let producer_settings = kafka_producer::producer_settings(&broker.bootstrap, 0);
     let producer = kafka_producer::producer(&producer_settings)?;
     let feed = KafkaFeed {
@@ -154,6 +149,7 @@ pub async fn run(a: &ConnsFleetArgs) -> Result<Value> {
         "scenario": "conns-fleet",
         "system": "fjord",
         "broker": broker.describe(),
+        "broker_kind": broker.kind(),
         "proxies": a.proxies,
         "partitions": a.partitions,
         "connections": a.connections,
@@ -181,7 +177,8 @@ pub async fn run(a: &ConnsFleetArgs) -> Result<Value> {
             "latency": seen.latency_summary(),
             "produce_ack_ms": round(produce_ack_ms, 2),
         },
-        "broker_rss_kb": procstat::sample_pids(&broker_pids())?.rss_kb,
+        // An in-runner broker's memory cannot be told apart from the runner's.
+        "broker_rss_kb": (!broker.runs_in_runner()).then_some(broker.sample()?.rss_kb),
         "server_alive_at_end": alive,
         "settings": settings_json(&sut, &producer_settings),
         "loadavg_1m": load.finish(),

@@ -73,6 +73,7 @@ pub async fn run(a: &KafkaE2eArgs) -> Result<Value> {
         "topology": o.topology,
         "route": o.route,
         "broker": rig.broker.describe(),
+        "broker_kind": rig.broker.kind(),
         "partitions": o.partitions,
         "subscribers": a.subscribers,
         "channels": a.subscribers,

@@ -1,5 +1,5 @@
 //! The set-up the Kafka scenarios share (`kafka-e2e`, `resume-storm`): a
-//! broker, a fresh topic, a producer, Fjord fed by the topic, subscribers on
+//! broker (`kafka_broker`), a fresh topic, a producer, Fjord fed by the topic, subscribers on
 //! one order channel each, a warm-up through Kafka, and resource sampling of
 //! Fjord, the subscribers, the runner and the broker.
 //!
@@ -8,18 +8,17 @@
 //! through the GRIP origin), record `k` is keyed `k % subscribers`, so the
 //! relay maps each record to exactly one subscriber.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fjord_testkit::KafkaBroker;
 use rdkafka::producer::FutureProducer;
 use serde_json::{json, Value};
 
+use crate::kafka_broker::{Broker, BrokerOpts};
 use crate::kafka_producer;
 use crate::kafka_sut::{KafkaFeed, KafkaSut, RouteKind, Topology};
 use crate::procstat::{self, Sample};
@@ -46,14 +45,8 @@ pub struct KafkaOpts {
     /// Producer `linger.ms`.
     #[arg(long, default_value_t = 0)]
     pub linger_ms: u32,
-    /// Use the broker at this loopback address instead of starting one
-    /// (a fresh topic is created on it).
-    #[arg(long)]
-    pub bootstrap: Option<SocketAddr>,
-    /// The tansu binary for the started broker (default: `FJORD_TANSU_BIN`,
-    /// `tansu` on PATH, then ~/.cargo/bin/tansu).
-    #[arg(long)]
-    pub tansu: Option<PathBuf>,
+    #[command(flatten)]
+    pub broker: BrokerOpts,
     /// Extra consumer setting for the relay, `KEY=VALUE` (librdkafka names);
     /// repeatable.
     #[arg(long = "relay-kafka", value_parser = parse_key_value)]
@@ -70,74 +63,6 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
-}
-
-/// Points the broker fixture at `--tansu` (it reads `FJORD_TANSU_BIN`).
-/// Call before any other thread starts: the environment is process-wide.
-pub fn select_tansu(o: &KafkaOpts) -> Result<()> {
-    select_tansu_path(o.tansu.as_deref())
-}
-
-/// [`select_tansu`] for a scenario with its own options.
-pub fn select_tansu_path(tansu: Option<&std::path::Path>) -> Result<()> {
-    if let Some(path) = tansu {
-        anyhow::ensure!(path.is_file(), "--tansu {}: no such file", path.display());
-        std::env::set_var("FJORD_TANSU_BIN", path);
-    }
-    Ok(())
-}
-
-/// Where the records go: a broker started for this run, or one given.
-pub struct Broker {
-    pub bootstrap: String,
-    /// Kept alive for the run; dropping it stops the broker.
-    fixture: Option<KafkaBroker>,
-}
-
-impl Broker {
-    /// Uses the broker at `bootstrap` (loopback only), else starts one.
-    pub async fn start(bootstrap: Option<SocketAddr>) -> Result<Broker> {
-        if let Some(addr) = bootstrap {
-            anyhow::ensure!(
-                addr.ip().is_loopback(),
-                "--bootstrap must be a loopback address, got {addr}"
-            );
-            return Ok(Broker {
-                bootstrap: addr.to_string(),
-                fixture: None,
-            });
-        }
-        let fixture = tokio::task::spawn_blocking(KafkaBroker::start)
-            .await
-            .context("broker start task")?
-            .context("starting the test broker")?;
-        Ok(Broker {
-            bootstrap: fixture.bootstrap(),
-            fixture: Some(fixture),
-        })
-    }
-
-    pub fn describe(&self) -> &'static str {
-        if self.fixture.is_some() {
-            "tansu 0.6.0 (testkit fixture, sqlite storage)"
-        } else {
-            "given by --bootstrap"
-        }
-    }
-}
-
-/// Processes of the started broker (tansu) among our own descendants.
-pub fn broker_pids() -> Vec<u32> {
-    let Ok(tree) = procstat::tree(std::process::id()) else {
-        return Vec::new();
-    };
-    tree.into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim() == "tansu")
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 /// Everything a Kafka scenario runs against. Drop order: subscribers, then
@@ -159,7 +84,7 @@ impl Rig {
     pub async fn setup(o: &KafkaOpts, subscribers: usize) -> Result<Rig> {
         anyhow::ensure!(subscribers > 0, "--subscribers must be > 0");
         anyhow::ensure!(o.partitions > 0, "--partitions must be > 0");
-        let broker = Broker::start(o.bootstrap).await?;
+        let broker = Broker::start(&o.broker).await?;
         let unique = format!(
             "{}-{}",
             std::process::id(),
@@ -172,7 +97,7 @@ impl Rig {
             broker.describe(),
             o.partitions
         );
-        kafka_producer::create_topic(&broker.bootstrap, &topic, o.partitions).await?;
+        broker.create_topic(&topic, o.partitions).await?;
         let producer_settings = kafka_producer::producer_settings(&broker.bootstrap, o.linger_ms);
         let producer = kafka_producer::producer(&producer_settings)?;
         let feed = KafkaFeed {
@@ -207,12 +132,17 @@ impl Rig {
     /// Resources of everything involved, now.
     pub fn sample(&self) -> Result<Resources> {
         let (sut, each) = self.sut.sample()?;
+        let broker = self.broker.sample()?;
+        let mut runner = procstat::sample_pids(&[std::process::id()])?;
+        if self.broker.runs_in_runner() {
+            runner.cpu_s -= broker.cpu_s;
+        }
         Ok(Resources {
             sut,
             each,
             subscribers: procstat::sample_pids(&self.subs.fleet.pids())?,
-            runner: procstat::sample_pids(&[std::process::id()])?,
-            broker: procstat::sample_pids(&broker_pids())?,
+            runner,
+            broker,
         })
     }
 
@@ -238,7 +168,8 @@ pub struct Resources {
     /// Fjord, by process role (`run`, or `proxy` and `relay`).
     pub each: Vec<(&'static str, Sample)>,
     pub subscribers: Sample,
-    /// The runner: producer, fleet control, load sampler.
+    /// The runner: producer, fleet control, load sampler (less the mock
+    /// broker's thread, which is counted as the broker).
     pub runner: Sample,
     pub broker: Sample,
 }

@@ -10,11 +10,13 @@ mod child;
 mod conns_fleet;
 mod fleet;
 mod histogram;
+mod kafka_broker;
 mod kafka_e2e;
 mod kafka_producer;
 mod kafka_rig;
 mod kafka_sut;
 mod loadavg;
+mod mock_broker;
 mod origin;
 mod payload;
 mod procstat;
@@ -81,17 +83,17 @@ fn main() -> Result<()> {
             run_scenario(cap, async move { scenarios::conns(&a).await })
         }
         Cmd::ConnsFleet(a) => {
-            kafka_rig::select_tansu_path(a.tansu.as_deref())?;
+            kafka_broker::select_tansu(&a.broker)?;
             let cap = a.load.max_seconds;
             run_scenario(cap, async move { conns_fleet::run(&a).await })
         }
         Cmd::KafkaE2e(a) => {
-            kafka_rig::select_tansu(&a.kafka)?;
+            kafka_broker::select_tansu(&a.kafka.broker)?;
             let cap = a.kafka.load.max_seconds;
             run_scenario(cap, async move { kafka_e2e::run(&a).await })
         }
         Cmd::ResumeStorm(a) => {
-            kafka_rig::select_tansu(&a.kafka)?;
+            kafka_broker::select_tansu(&a.kafka.broker)?;
             let cap = a.kafka.load.max_seconds;
             run_scenario(cap, async move { resume_storm::run(&a).await })
         }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -27,7 +28,12 @@ struct Stat {
 }
 
 fn read_stat(pid: u32) -> Option<Stat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    read_stat_at(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// Parses a `stat` file: a process's, or a thread's (`/proc/P/task/T/stat`).
+fn read_stat_at(path: &Path) -> Option<Stat> {
+    let text = fs::read_to_string(path).ok()?;
     // The command name may contain spaces and parentheses: split after the
     // last ')'. Remaining fields start at field 3 (state).
     let rest = &text[text.rfind(')')? + 2..];
@@ -78,15 +84,19 @@ pub fn sample(root: u32) -> Result<Sample> {
     sample_pids(&tree(root)?)
 }
 
-/// Samples exactly the given processes (no descendants).
-pub fn sample_pids(pids: &[u32]) -> Result<Sample> {
+fn clock_ticks_and_page_size() -> (f64, u64) {
     // SAFETY: sysconf has no preconditions.
-    let (tck, page) = unsafe {
+    unsafe {
         (
             libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
             libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
         )
-    };
+    }
+}
+
+/// Samples exactly the given processes (no descendants).
+pub fn sample_pids(pids: &[u32]) -> Result<Sample> {
+    let (tck, page) = clock_ticks_and_page_size();
     let mut s = Sample::default();
     for &pid in pids {
         let Some(st) = read_stat(pid) else { continue };
@@ -94,6 +104,25 @@ pub fn sample_pids(pids: &[u32]) -> Result<Sample> {
         s.rss_kb += st.rss_pages * page / 1024;
         s.pss_kb += read_pss_kb(pid);
         s.cpu_s += st.cpu_ticks as f64 / tck;
+    }
+    Ok(s)
+}
+
+/// CPU time of the threads of `pid` named `name` (their `comm`). Threads
+/// share their process's memory, so `rss_kb`, `pss_kb` and `processes` stay 0.
+pub fn sample_threads(pid: u32, name: &str) -> Result<Sample> {
+    let (tck, _) = clock_ticks_and_page_size();
+    let mut s = Sample::default();
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).context("read /proc/<pid>/task")? {
+        let Ok(entry) = entry else { continue };
+        let dir = entry.path();
+        let named = fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == name);
+        if !named {
+            continue;
+        }
+        if let Some(st) = read_stat_at(&dir.join("stat")) {
+            s.cpu_s += st.cpu_ticks as f64 / tck;
+        }
     }
     Ok(s)
 }
@@ -107,5 +136,29 @@ mod tests {
         let s = sample(std::process::id()).unwrap();
         assert!(s.processes >= 1);
         assert!(s.rss_kb > 0);
+    }
+
+    #[test]
+    fn thread_sample_counts_only_the_named_thread() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("procstat-spin".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+                .unwrap()
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let busy = sample_threads(std::process::id(), "procstat-spin").unwrap();
+        let absent = sample_threads(std::process::id(), "no-such-thread").unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert!(busy.cpu_s > 0.0, "{busy:?}");
+        assert_eq!(absent.cpu_s, 0.0);
+        assert_eq!(busy.rss_kb, 0);
     }
 }

@@ -115,6 +115,7 @@ pub async fn run(a: &ResumeStormArgs) -> Result<Value> {
         "topology": o.topology,
         "route": o.route,
         "broker": rig.broker.describe(),
+        "broker_kind": rig.broker.kind(),
         "partitions": o.partitions,
         "subscribers": a.subscribers,
         "client_workers": rig.subs.setup.workers,
