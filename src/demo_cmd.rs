@@ -87,10 +87,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let own_relay = relay_config.control.map(|addr| format!("http://{addr}"));
     proxy_config.direct = route_config::direct_settings(&config, Some(dir.root()), own_relay)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = launch::runtime().context("starting the async runtime")?;
     let external = args.kafka.is_some();
     let result = runtime.block_on(async move {
         if external {

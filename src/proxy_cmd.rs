@@ -54,10 +54,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         None => (FjordConfig::default(), None),
     };
     let proxy_config = build(&args, &config, base_dir.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = launch::runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let running = launch::start(proxy_config).await?;
         tracing::info!(

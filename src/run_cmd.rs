@@ -36,10 +36,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|addr| format!("http://{addr}"));
     proxy_config.direct =
         crate::route_config::direct_settings(&config, base_dir.as_deref(), own_relay)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = launch::runtime().context("starting the async runtime")?;
     runtime.block_on(async move {
         let proxy = launch::start(proxy_config).await?;
         let hub = Arc::clone(&proxy.hub);

@@ -128,6 +128,16 @@ impl RunningProxy {
     }
 }
 
+/// The multi-threaded runtime a proxy should run on: one worker per core, and each
+/// worker flushes its batched latency observations before it parks
+/// ([`crate::metrics::DeliveryLatency`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::metrics::flush_thread)
+        .build()
+}
+
 /// Binds and starts everything; returns once the proxy accepts connections.
 pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let metrics = Arc::new(Metrics::new());

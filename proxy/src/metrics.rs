@@ -1,5 +1,9 @@
 //! Prometheus metrics of the proxy, served as text on the control port's `/metrics`.
 
+mod delivery_latency;
+
+pub use delivery_latency::{flush_thread, DeliveryLatency};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -25,7 +29,7 @@ pub struct Metrics {
     /// Items a connection received but did not write, by reason (filter, format, ...).
     pub dropped: IntCounterVec,
     /// Seconds from the hub receiving an item to a connection writing it.
-    pub publish_to_write: Histogram,
+    pub publish_to_write: DeliveryLatency,
     /// Requests to origins, by outcome.
     pub origin_requests: IntCounterVec,
     /// Kafka items a history channel had delivered already (a relay re-sending).
@@ -184,7 +188,7 @@ impl Metrics {
             deliveries,
             overflows,
             dropped,
-            publish_to_write,
+            publish_to_write: DeliveryLatency::new(publish_to_write),
             origin_requests,
             duplicates,
             conflations,

@@ -134,10 +134,15 @@ impl<T> ConnectionQueue<T> {
         if state.overflowed {
             return Poll::Ready(QueueEvent::Overflowed);
         }
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
+        // A poll with the no-op waker only peeks (the writer gathering a burst); it
+        // must not displace the task's real waker, which would then be cloned back in
+        // on the next poll, once per delivery.
+        let peeking = cx.waker().will_wake(Waker::noop());
+        if !peeking
+            && !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
         {
             state.waker = Some(cx.waker().clone());
         }
@@ -221,6 +226,23 @@ mod tests {
             .expect("woken")
             .expect("task ran");
         assert_eq!(got, QueueEvent::Item(7));
+    }
+
+    #[test]
+    fn a_peek_with_the_noop_waker_keeps_the_real_waker_registered() {
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(Arc::clone(&flag));
+        let q = ConnectionQueue::new(2);
+        assert!(q.poll_pop(&mut Context::from_waker(&waker)).is_pending());
+        assert!(q.poll_pop(&mut Context::from_waker(Waker::noop())).is_pending());
+        q.push(1).unwrap();
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

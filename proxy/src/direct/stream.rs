@@ -141,7 +141,7 @@ impl DirectStream {
         };
         self.metrics
             .publish_to_write
-            .observe(received_at.elapsed().as_secs_f64());
+            .observe(received_at);
         self.out.push_back(bytes);
     }
 

@@ -93,7 +93,7 @@ pub async fn hold(
                         ResponseAction::Send(message) => {
                             ctx.metrics
                                 .publish_to_write
-                                .observe(delivery.received_at.elapsed().as_secs_f64());
+                                .observe(delivery.received_at);
                             return ResponseHoldEnd::Respond(published_response(
                                 message,
                                 &content,

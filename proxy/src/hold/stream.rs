@@ -326,7 +326,7 @@ impl HeldStream {
                 self.ctx
                     .metrics
                     .publish_to_write
-                    .observe(delivery.received_at.elapsed().as_secs_f64());
+                    .observe(delivery.received_at);
                 if let Some(link) = self.paging.as_mut().and_then(|p| p.link.as_mut()) {
                     link.traffic.insert(Arc::clone(&delivery.channel));
                 }
