@@ -70,16 +70,7 @@ impl Node for serde_json::Value {
     }
 
     fn as_int(&self) -> Option<i64> {
-        let number = self.as_number()?;
-        if let Some(i) = number.as_i64() {
-            return Some(i);
-        }
-        if number.as_u64().is_some() {
-            return Some(i64::MAX);
-        }
-        let f = number.as_f64()?;
-        // `as` saturates at the i64 bounds, which the range checks then reject.
-        (f.is_finite() && f.fract() == 0.0).then_some(f as i64)
+        json_int(self.as_number()?)
     }
 
     fn as_bool(&self) -> Option<bool> {
@@ -93,6 +84,19 @@ impl Node for serde_json::Value {
     fn to_json(&self) -> Result<serde_json::Value, String> {
         Ok(self.clone())
     }
+}
+
+/// [`Node::as_int`] of a JSON number.
+pub(super) fn json_int(number: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = number.as_i64() {
+        return Some(i);
+    }
+    if number.as_u64().is_some() {
+        return Some(i64::MAX);
+    }
+    let f = number.as_f64()?;
+    // `as` saturates at the i64 bounds, which the range checks then reject.
+    (f.is_finite() && f.fract() == 0.0).then_some(f as i64)
 }
 
 impl Node for tnetstring::Value {
