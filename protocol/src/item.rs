@@ -274,9 +274,9 @@ impl Formats {
 /// Parses the body of `POST /publish` (§4.1): `{"items": [<item>, ...]}`. Validation is
 /// all-or-nothing, so the first bad item fails the whole request.
 ///
-/// The body is read into a tree that borrows its strings from `body`, which costs far
-/// fewer allocations than a `serde_json::Value`; items decode from it exactly as
-/// [`PublishItem::from_json`] decodes them from a `Value`.
+/// The body is read into a tree that borrows its strings from `body` and has no map
+/// nodes or key strings to allocate, unlike a `serde_json::Value`; items decode from it
+/// exactly as [`PublishItem::from_json`] decodes them from a `Value`.
 pub fn parse_publish_request(body: &[u8]) -> Result<Vec<PublishItem>, PublishRequestError> {
     let document: json::Json =
         serde_json::from_slice(body).map_err(|_| PublishRequestError::NotJson)?;
