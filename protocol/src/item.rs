@@ -24,6 +24,7 @@ use crate::tnetstring;
 
 mod decode;
 mod encode;
+mod json;
 
 /// One published item (§3.1).
 #[derive(Debug, Clone, PartialEq)]
@@ -272,22 +273,27 @@ impl Formats {
 
 /// Parses the body of `POST /publish` (§4.1): `{"items": [<item>, ...]}`. Validation is
 /// all-or-nothing, so the first bad item fails the whole request.
+///
+/// The body is read into a tree that borrows its strings from `body` and has no map
+/// nodes or key strings to allocate, unlike a `serde_json::Value`; items decode from it
+/// exactly as [`PublishItem::from_json`] decodes them from a `Value`.
 pub fn parse_publish_request(body: &[u8]) -> Result<Vec<PublishItem>, PublishRequestError> {
-    let document: serde_json::Value =
+    let document: json::Json =
         serde_json::from_slice(body).map_err(|_| PublishRequestError::NotJson)?;
-    let object = document
-        .as_object()
-        .ok_or(PublishRequestError::NotAnObject)?;
-    let items = object
+    if !matches!(document, json::Json::Object(_)) {
+        return Err(PublishRequestError::NotAnObject);
+    }
+    let json::Json::Array(items) = document
         .get("items")
         .ok_or(PublishRequestError::MissingItems)?
-        .as_array()
-        .ok_or(PublishRequestError::ItemsWrongType)?;
+    else {
+        return Err(PublishRequestError::ItemsWrongType);
+    };
     items
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            PublishItem::from_json(item, None)
+            decode::item(item, None)
                 .map_err(|source| PublishRequestError::InvalidItem { index, source })
         })
         .collect()

@@ -70,16 +70,7 @@ impl Node for serde_json::Value {
     }
 
     fn as_int(&self) -> Option<i64> {
-        let number = self.as_number()?;
-        if let Some(i) = number.as_i64() {
-            return Some(i);
-        }
-        if number.as_u64().is_some() {
-            return Some(i64::MAX);
-        }
-        let f = number.as_f64()?;
-        // `as` saturates at the i64 bounds, which the range checks then reject.
-        (f.is_finite() && f.fract() == 0.0).then_some(f as i64)
+        json_int(self.as_number()?)
     }
 
     fn as_bool(&self) -> Option<bool> {
@@ -93,6 +84,19 @@ impl Node for serde_json::Value {
     fn to_json(&self) -> Result<serde_json::Value, String> {
         Ok(self.clone())
     }
+}
+
+/// [`Node::as_int`] of a JSON number.
+pub(super) fn json_int(number: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = number.as_i64() {
+        return Some(i);
+    }
+    if number.as_u64().is_some() {
+        return Some(i64::MAX);
+    }
+    let f = number.as_f64()?;
+    // `as` saturates at the i64 bounds, which the range checks then reject.
+    (f.is_finite() && f.fract() == 0.0).then_some(f as i64)
 }
 
 impl Node for tnetstring::Value {
@@ -173,26 +177,57 @@ fn tnetstring_to_json(value: &tnetstring::Value) -> Result<serde_json::Value, St
     })
 }
 
-fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
+/// Where a value sits in the item. Only a failed decode renders it, so that a good item
+/// costs no path strings.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    fn key(&'a self, key: &'a str) -> Path<'a> {
+        Path::Key(self, key)
+    }
+
+    fn index(&'a self, index: usize) -> Path<'a> {
+        Path::Index(self, index)
+    }
+
+    /// The dotted form of [`ItemError::path`]: `formats.http-response.headers[2][0]`.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Key(parent, key) => {
+                parent.write(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Path::Index(parent, index) => {
+                parent.write(out);
+                out.push_str(&format!("[{index}]"));
+            }
+        }
     }
 }
 
-fn fail<T>(path: impl Into<String>, problem: ItemProblem) -> Result<T, ItemError> {
+fn fail<T>(path: &Path, problem: ItemProblem) -> Result<T, ItemError> {
     Err(ItemError {
-        path: path.into(),
+        path: path.render(),
         problem,
     })
 }
 
-fn wrong_type<T, N: Node>(
-    path: impl Into<String>,
-    expected: &'static str,
-    found: &N,
-) -> Result<T, ItemError> {
+fn wrong_type<T, N: Node>(path: &Path, expected: &'static str, found: &N) -> Result<T, ItemError> {
     fail(
         path,
         ItemProblem::WrongType {
@@ -202,7 +237,7 @@ fn wrong_type<T, N: Node>(
     )
 }
 
-fn expect_object<N: Node>(node: &N, path: &str) -> Result<(), ItemError> {
+fn expect_object<N: Node>(node: &N, path: &Path) -> Result<(), ItemError> {
     if node.is_object() {
         Ok(())
     } else {
@@ -210,7 +245,7 @@ fn expect_object<N: Node>(node: &N, path: &str) -> Result<(), ItemError> {
     }
 }
 
-fn text<N: Node>(node: &N, path: impl Into<String>) -> Result<String, ItemError> {
+fn text<N: Node>(node: &N, path: &Path) -> Result<String, ItemError> {
     match node.as_text() {
         Some(Ok(s)) => Ok(s.to_owned()),
         Some(Err(_)) => fail(path, ItemProblem::NotUtf8),
@@ -218,21 +253,21 @@ fn text<N: Node>(node: &N, path: impl Into<String>) -> Result<String, ItemError>
     }
 }
 
-fn opt_text<N: Node>(node: &N, parent: &str, key: &str) -> Result<Option<String>, ItemError> {
+fn opt_text<N: Node>(node: &N, parent: &Path, key: &str) -> Result<Option<String>, ItemError> {
     node.field(key)
-        .map(|v| text(v, join(parent, key)))
+        .map(|v| text(v, &parent.key(key)))
         .transpose()
 }
 
-fn bytes<N: Node>(node: &N, path: impl Into<String>) -> Result<Bytes, ItemError> {
+fn bytes<N: Node>(node: &N, path: &Path) -> Result<Bytes, ItemError> {
     match node.as_bytes() {
         Some(b) => Ok(b),
         None => wrong_type(path, "a string", node),
     }
 }
 
-fn base64<N: Node>(node: &N, path: String) -> Result<Bytes, ItemError> {
-    let encoded = text(node, path.clone())?;
+fn base64<N: Node>(node: &N, path: &Path) -> Result<Bytes, ItemError> {
+    let encoded = text(node, path)?;
     let compact: Vec<u8> = encoded
         .bytes()
         .filter(|b| !b.is_ascii_whitespace())
@@ -254,7 +289,7 @@ const LENIENT_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPu
 
 fn int_in<N: Node>(
     node: &N,
-    path: String,
+    path: &Path,
     range: std::ops::RangeInclusive<i64>,
 ) -> Result<i64, ItemError> {
     let Some(i) = node.as_int() else {
@@ -272,51 +307,57 @@ pub(super) fn item<N: Node>(
     node: &N,
     channel_override: Option<&str>,
 ) -> Result<PublishItem, ItemError> {
-    expect_object(node, "")?;
+    let root = Path::Root;
+    expect_object(node, &root)?;
     let channel = match channel_override.filter(|c| !c.is_empty()) {
         Some(channel) => channel.to_owned(),
-        None => match node.field("channel") {
-            None => return fail("channel", ItemProblem::Missing),
-            Some(v) => match text(v, "channel")? {
-                c if c.is_empty() => return fail("channel", ItemProblem::Empty),
-                c => c,
-            },
-        },
+        None => {
+            let path = root.key("channel");
+            match node.field("channel") {
+                None => return fail(&path, ItemProblem::Missing),
+                Some(v) => match text(v, &path)? {
+                    c if c.is_empty() => return fail(&path, ItemProblem::Empty),
+                    c => c,
+                },
+            }
+        }
     };
     let formats = match node.field("formats") {
         Some(wrapper) => {
-            expect_object(wrapper, "formats")?;
-            formats(wrapper, "formats")?
+            let path = root.key("formats");
+            expect_object(wrapper, &path)?;
+            formats(wrapper, &path)?
         }
-        None => formats(node, "")?,
+        None => formats(node, &root)?,
     };
     let mut meta = BTreeMap::new();
     if let Some(v) = node.field("meta") {
+        let path = root.key("meta");
         let Some(entries) = v.entries() else {
-            return wrong_type("meta", "an object", v);
+            return wrong_type(&path, "an object", v);
         };
         for (key, value) in entries {
             let Ok(key) = std::str::from_utf8(key) else {
-                return fail("meta", ItemProblem::NotUtf8);
+                return fail(&path, ItemProblem::NotUtf8);
             };
-            meta.insert(key.to_owned(), text(value, join("meta", key))?);
+            meta.insert(key.to_owned(), text(value, &path.key(key))?);
         }
     }
     let no_seq = match node.field("no-seq") {
         None => false,
         Some(v) => match v.as_bool() {
             Some(b) => b,
-            None => return wrong_type("no-seq", "a boolean", v),
+            None => return wrong_type(&root.key("no-seq"), "a boolean", v),
         },
     };
     let size = node
         .field("size")
-        .map(|v| int_in(v, "size".to_owned(), 0..=i64::MAX).map(|s| s.unsigned_abs()))
+        .map(|v| int_in(v, &root.key("size"), 0..=i64::MAX).map(|s| s.unsigned_abs()))
         .transpose()?;
     Ok(PublishItem {
         channel,
-        id: opt_text(node, "", "id")?,
-        prev_id: opt_text(node, "", "prev-id")?,
+        id: opt_text(node, &root, "id")?,
+        prev_id: opt_text(node, &root, "prev-id")?,
         formats,
         meta,
         no_seq,
@@ -324,20 +365,19 @@ pub(super) fn item<N: Node>(
     })
 }
 
-fn formats<N: Node>(node: &N, path: &str) -> Result<Formats, ItemError> {
-    let format_path = |key| join(path, key);
+fn formats<N: Node>(node: &N, path: &Path) -> Result<Formats, ItemError> {
     let formats = Formats {
         http_response: node
             .field("http-response")
-            .map(|v| http_response(v, &format_path("http-response")))
+            .map(|v| http_response(v, &path.key("http-response")))
             .transpose()?,
         http_stream: node
             .field("http-stream")
-            .map(|v| http_stream(v, &format_path("http-stream")))
+            .map(|v| http_stream(v, &path.key("http-stream")))
             .transpose()?,
         ws_message: node
             .field("ws-message")
-            .map(|v| ws_message(v, &format_path("ws-message")))
+            .map(|v| ws_message(v, &path.key("ws-message")))
             .transpose()?,
     };
     if formats.is_empty() {
@@ -349,7 +389,7 @@ fn formats<N: Node>(node: &N, path: &str) -> Result<Formats, ItemError> {
 /// Reads `action`, defaulting to `send`, and checks it is one of `allowed`.
 fn action<'a, N: Node>(
     node: &N,
-    path: &str,
+    path: &Path,
     allowed: &[&'a str],
     expected: &'static str,
 ) -> Result<&'a str, ItemError> {
@@ -359,44 +399,44 @@ fn action<'a, N: Node>(
     match allowed.iter().find(|a| **a == action) {
         Some(found) => Ok(found),
         None => fail(
-            join(path, "action"),
+            &path.key("action"),
             ItemProblem::UnknownAction { action, expected },
         ),
     }
 }
 
-fn content_filters<N: Node>(node: &N, path: &str) -> Result<Vec<String>, ItemError> {
+fn content_filters<N: Node>(node: &N, path: &Path) -> Result<Vec<String>, ItemError> {
     let Some(v) = node.field("content-filters") else {
         return Ok(Vec::new());
     };
-    let path = join(path, "content-filters");
+    let path = path.key("content-filters");
     let Some(list) = v.as_list() else {
-        return wrong_type(path, "an array", v);
+        return wrong_type(&path, "an array", v);
     };
     list.iter()
         .enumerate()
-        .map(|(i, f)| text(f, format!("{path}[{i}]")))
+        .map(|(i, f)| text(f, &path.index(i)))
         .collect()
 }
 
 /// Content under `key`, or under `bin_key` as base64 in JSON input, which wins (§3.5).
 fn content<N: Node>(
     node: &N,
-    path: &str,
+    path: &Path,
     key: &str,
     bin_key: &str,
 ) -> Result<Option<Bytes>, ItemError> {
     if !N::TNETSTRING {
         if let Some(v) = node.field(bin_key) {
-            return base64(v, join(path, bin_key)).map(Some);
+            return base64(v, &path.key(bin_key)).map(Some);
         }
     }
     node.field(key)
-        .map(|v| bytes(v, join(path, key)))
+        .map(|v| bytes(v, &path.key(key)))
         .transpose()
 }
 
-fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, ItemError> {
+fn http_response<N: Node>(node: &N, path: &Path) -> Result<HttpResponseFormat, ItemError> {
     expect_object(node, path)?;
     if action(node, path, &["send", "hint"], "send or hint")? == "hint" {
         return Ok(HttpResponseFormat {
@@ -405,12 +445,12 @@ fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, It
         });
     }
     let code = match node.field("code") {
-        Some(v) => int_in(v, join(path, "code"), 0..=999)?,
+        Some(v) => int_in(v, &path.key("code"), 0..=999)?,
         None => 200,
     };
     // `status` is the reason's name in old GRIP documents [ext]; only a string counts.
     let reason = match node.field("reason") {
-        Some(v) => Some(text(v, join(path, "reason"))?),
+        Some(v) => Some(text(v, &path.key("reason"))?),
         None => node
             .field("status")
             .and_then(|v| v.as_text()?.ok().map(str::to_owned)),
@@ -419,7 +459,7 @@ fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, It
     let body = match content(node, path, "body", "body-bin")? {
         Some(bytes) => ResponseBody::Bytes(bytes),
         None => match node.field("body-patch") {
-            Some(v) => ResponseBody::Patch(patch(v, join(path, "body-patch"))?),
+            Some(v) => ResponseBody::Patch(patch(v, &path.key("body-patch"))?),
             None => {
                 let expected = if N::TNETSTRING {
                     "'body' or 'body-patch'"
@@ -441,59 +481,58 @@ fn http_response<N: Node>(node: &N, path: &str) -> Result<HttpResponseFormat, It
     })
 }
 
-fn patch<N: Node>(node: &N, path: String) -> Result<json_patch::Patch, ItemError> {
+fn patch<N: Node>(node: &N, path: &Path) -> Result<json_patch::Patch, ItemError> {
     if node.as_list().is_none() {
         return wrong_type(path, "an array", node);
     }
     let json = node
         .to_json()
-        .or_else(|e| fail(path.clone(), ItemProblem::InvalidValue(e)))?;
+        .or_else(|e| fail(path, ItemProblem::InvalidValue(e)))?;
     serde_json::from_value(json).or_else(|e| fail(path, ItemProblem::InvalidValue(e.to_string())))
 }
 
 /// Headers as `{"name": "value"}` or `[["name", "value"], ...]` (§3.2).
-fn headers<N: Node>(node: &N, path: &str) -> Result<Vec<(String, Bytes)>, ItemError> {
+fn headers<N: Node>(node: &N, path: &Path) -> Result<Vec<(String, Bytes)>, ItemError> {
     let Some(v) = node.field("headers") else {
         return Ok(Vec::new());
     };
-    let path = join(path, "headers");
+    let path = path.key("headers");
     if let Some(list) = v.as_list() {
         let mut out = Vec::with_capacity(list.len());
         for (i, pair) in list.iter().enumerate() {
-            let at = format!("{path}[{i}]");
+            let at = path.index(i);
             match pair.as_list() {
-                Some([name, value]) => out.push((
-                    text(name, format!("{at}[0]"))?,
-                    bytes(value, format!("{at}[1]"))?,
-                )),
+                Some([name, value]) => {
+                    out.push((text(name, &at.index(0))?, bytes(value, &at.index(1))?))
+                }
                 Some(other) => {
                     let count = other.len();
                     return fail(
-                        at,
+                        &at,
                         ItemProblem::InvalidValue(format!(
                             "{count} elements instead of [name, value]"
                         )),
                     );
                 }
-                None => return wrong_type(at, "a [name, value] array", pair),
+                None => return wrong_type(&at, "a [name, value] array", pair),
             }
         }
         return Ok(out);
     }
     let Some(entries) = v.entries() else {
-        return wrong_type(path, "an object or array", v);
+        return wrong_type(&path, "an object or array", v);
     };
     let mut out = Vec::with_capacity(entries.len());
     for (name, value) in entries {
         let Ok(name) = std::str::from_utf8(name) else {
-            return fail(path, ItemProblem::NotUtf8);
+            return fail(&path, ItemProblem::NotUtf8);
         };
-        out.push((name.to_owned(), bytes(value, join(&path, name))?));
+        out.push((name.to_owned(), bytes(value, &path.key(name))?));
     }
     Ok(out)
 }
 
-fn http_stream<N: Node>(node: &N, path: &str) -> Result<HttpStreamFormat, ItemError> {
+fn http_stream<N: Node>(node: &N, path: &Path) -> Result<HttpStreamFormat, ItemError> {
     expect_object(node, path)?;
     let action = match action(
         node,
@@ -525,7 +564,7 @@ fn http_stream<N: Node>(node: &N, path: &str) -> Result<HttpStreamFormat, ItemEr
     })
 }
 
-fn ws_message<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemError> {
+fn ws_message<N: Node>(node: &N, path: &Path) -> Result<WsMessageFormat, ItemError> {
     expect_object(node, path)?;
     match action(
         node,
@@ -536,7 +575,7 @@ fn ws_message<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemErro
         "close" => Ok(WsMessageFormat::Close {
             code: node
                 .field("code")
-                .map(|v| int_in(v, join(path, "code"), 0..=i64::from(u16::MAX)))
+                .map(|v| int_in(v, &path.key("code"), 0..=i64::from(u16::MAX)))
                 .transpose()?
                 .and_then(|c| u16::try_from(c).ok()),
             reason: opt_text(node, path, "reason")?.filter(|r| !r.is_empty()),
@@ -546,7 +585,7 @@ fn ws_message<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemErro
     }
 }
 
-fn ws_send<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemError> {
+fn ws_send<N: Node>(node: &N, path: &Path) -> Result<WsMessageFormat, ItemError> {
     let explicit = match opt_text(node, path, "type")?.as_deref() {
         None => None,
         Some("text") => Some(WsMessageKind::Text),
@@ -555,25 +594,25 @@ fn ws_send<N: Node>(node: &N, path: &str) -> Result<WsMessageFormat, ItemError> 
         Some("pong") => Some(WsMessageKind::Pong),
         Some(other) => {
             return fail(
-                join(path, "type"),
+                &path.key("type"),
                 ItemProblem::UnknownMessageType(other.to_owned()),
             )
         }
     };
     // Unlike the HTTP formats, `content-bin` counts in tnetstring input too: raw bytes.
     let (implied, content) = if let Some(v) = node.field("content-bin") {
-        let at = join(path, "content-bin");
+        let at = path.key("content-bin");
         let bytes = if N::TNETSTRING {
             match v.as_bytes() {
                 Some(b) => b,
-                None => return wrong_type(at, "a byte string", v),
+                None => return wrong_type(&at, "a byte string", v),
             }
         } else {
-            base64(v, at)?
+            base64(v, &at)?
         };
         (WsMessageKind::Binary, bytes)
     } else if let Some(v) = node.field("content") {
-        (WsMessageKind::Text, bytes(v, join(path, "content"))?)
+        (WsMessageKind::Text, bytes(v, &path.key("content"))?)
     } else {
         match explicit {
             Some(WsMessageKind::Ping | WsMessageKind::Pong) => (WsMessageKind::Text, Bytes::new()),

@@ -197,3 +197,5 @@ proptest! {
         }
     }
 }
+
+mod publish_request;
