@@ -47,6 +47,12 @@ pub enum KafkaConfigError {
 
 /// The librdkafka settings of the group consumer: `[kafka]` unchanged plus what
 /// at-least-once delivery requires.
+///
+/// `fetch.wait.max.ms` stays at librdkafka's default (500 ms) unless configured: a Kafka
+/// broker answers a held fetch as soon as `fetch.min.bytes` (1) has arrived, so the wait
+/// costs no latency. Brokers that hold a fetch for the whole wait and answer it empty
+/// (tansu, librdkafka's mock cluster) add up to that wait to every record produced
+/// while the fetch is held; deployments on them lower it in `[kafka]`.
 pub fn group_consumer_config(
     kafka: &BTreeMap<String, String>,
 ) -> Result<ClientConfig, KafkaConfigError> {
