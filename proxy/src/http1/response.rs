@@ -258,9 +258,7 @@ fn try_write_inline(
         Ok(n) if n == encoded.len() => InlineWrite::Done,
         Ok(0) => InlineWrite::Failed(std::io::ErrorKind::WriteZero.into()),
         Ok(n) => InlineWrite::Rest(encoded[n..].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            InlineWrite::Rest(encoded.to_vec())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => InlineWrite::Rest(encoded.to_vec()),
         Err(e) => InlineWrite::Failed(e),
     }
 }
@@ -341,7 +339,19 @@ mod tests {
 
     #[test]
     fn chunk_size_line_is_lowercase_hex_without_leading_zeros() {
-        for len in [1usize, 9, 10, 15, 16, 255, 256, 4095, 65_536, 0x1234_abcd, usize::MAX] {
+        for len in [
+            1usize,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4095,
+            65_536,
+            0x1234_abcd,
+            usize::MAX,
+        ] {
             let (line, used) = chunk_size_line(len);
             assert_eq!(&line[..used], format!("{len:x}\r\n").as_bytes(), "{len}");
         }
