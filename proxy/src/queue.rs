@@ -240,7 +240,9 @@ mod tests {
         let waker = Waker::from(Arc::clone(&flag));
         let q = ConnectionQueue::new(2);
         assert!(q.poll_pop(&mut Context::from_waker(&waker)).is_pending());
-        assert!(q.poll_pop(&mut Context::from_waker(Waker::noop())).is_pending());
+        assert!(q
+            .poll_pop(&mut Context::from_waker(Waker::noop()))
+            .is_pending());
         q.push(1).unwrap();
         assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
     }

@@ -139,9 +139,7 @@ impl DirectStream {
             Transport::Raw => event.raw_line(),
             _ => event.sse(),
         };
-        self.metrics
-            .publish_to_write
-            .observe(received_at);
+        self.metrics.publish_to_write.observe(received_at);
         self.out.push_back(bytes);
     }
 

@@ -121,8 +121,8 @@ impl HeldStream {
             implicit_channels,
             request,
         } = origin;
-        let paging = (instruction.next_link.is_some() || instruction.gone_link.is_some())
-            .then(|| {
+        let paging =
+            (instruction.next_link.is_some() || instruction.gone_link.is_some()).then(|| {
                 Box::new(Paging {
                     request,
                     implicit_channels: Vec::new(),
@@ -186,10 +186,8 @@ impl HeldStream {
                         )
                     }
                     None => {
-                        let subscriber = Subscriber::new(
-                            Arc::from(self.route.id.as_str()),
-                            HELD_QUEUE_CAPACITY,
-                        );
+                        let subscriber =
+                            Subscriber::new(Arc::from(self.route.id.as_str()), HELD_QUEUE_CAPACITY);
                         let (held, first) = HeldChannels::subscribe(
                             Arc::clone(&ctx.hub),
                             subscriber,
@@ -382,7 +380,11 @@ impl HeldStream {
             return false;
         };
         let mut fetch_now = false;
-        if paging.retry.as_mut().is_some_and(|r| r.as_mut().poll(cx).is_ready()) {
+        if paging
+            .retry
+            .as_mut()
+            .is_some_and(|r| r.as_mut().poll(cx).is_ready())
+        {
             paging.retry = None;
             fetch_now = true;
         } else if paging

@@ -9,9 +9,8 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::WriteHalf;
-use tokio::net::TcpStream;
 
+use super::transport::Transport;
 use super::MAX_HEAD;
 use crate::body::ProxyBody;
 
@@ -33,8 +32,8 @@ enum Framing {
 
 /// Writes `response`; `close` asks for the connection to end afterwards, `http10`
 /// means the client cannot read chunked encoding.
-pub async fn write_response(
-    stream: &mut TcpStream,
+pub async fn write_response<S: Transport>(
+    stream: &mut S,
     response: Response<ProxyBody>,
     head_only: bool,
     http10: bool,
@@ -63,7 +62,7 @@ pub async fn write_response(
     // Header values may share a buffer with the origin's whole response head; holding
     // them for a stream's life would keep that buffer (8 KiB) alive per connection.
     drop(parts);
-    if stream.write_all(&head).await.is_err() {
+    if send_all(stream, &head).await.is_err() {
         return WriteOutcome::Close;
     }
     drop(head);
@@ -75,12 +74,11 @@ pub async fn write_response(
         };
     }
     let chunked = matches!(framing, Framing::Chunked);
-    let (mut reader, mut writer) = stream.split();
     let mut probe = [0u8; 256];
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            read = reader.read(&mut probe) => match read {
+            read = stream.read(&mut probe) => match read {
                 // The client hung up: drop the body, which ends a held stream (§6.5).
                 Ok(0) | Err(_) => return WriteOutcome::Close,
                 Ok(n) => {
@@ -109,7 +107,7 @@ pub async fn write_response(
             rest: Vec::new(),
         };
         let after = gather_ready(&mut body, &mut batch);
-        if write_batch(&mut writer, &batch, chunked).await.is_err() {
+        if write_batch(stream, &batch, chunked).await.is_err() {
             return WriteOutcome::Close;
         }
         match after {
@@ -118,7 +116,7 @@ pub async fn write_response(
             BatchEnd::BodyFailed => return WriteOutcome::Close,
         }
     }
-    if chunked && writer.write_all(b"0\r\n\r\n").await.is_err() {
+    if chunked && send_all(stream, b"0\r\n\r\n").await.is_err() {
         return WriteOutcome::Close;
     }
     if closing {
@@ -202,8 +200,8 @@ fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
 }
 
 /// Writes a batch of body frames, as one chunk when chunked.
-async fn write_batch(
-    writer: &mut WriteHalf<'_>,
+async fn write_batch<S: Transport>(
+    writer: &mut S,
     batch: &Batch,
     chunked: bool,
 ) -> std::io::Result<()> {
@@ -217,18 +215,34 @@ async fn write_batch(
     if size_line.len() + len + trailer.len() <= INLINE_WRITE {
         // The stack buffer lives only inside this call, so it does not become part of
         // the connection's future (which would cost every idle connection its size).
-        match try_write_inline(writer, size_line, batch, trailer) {
-            InlineWrite::Done => return Ok(()),
-            InlineWrite::Failed(e) => return Err(e),
-            InlineWrite::Rest(rest) => return writer.write_all(&rest).await,
-        }
+        return match try_write_inline(writer, size_line, batch, trailer) {
+            InlineWrite::Done => flush(writer).await,
+            InlineWrite::Failed(e) => Err(e),
+            InlineWrite::Rest(rest) => send_all(writer, &rest).await,
+        };
     }
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.rest.len() + 3);
     slices.push(IoSlice::new(size_line));
     slices.extend(batch.frames().map(|b| IoSlice::new(b)));
     slices.push(IoSlice::new(trailer));
     slices.retain(|s| !s.is_empty());
-    write_all_vectored(writer, &mut slices).await
+    write_all_vectored(writer, &mut slices).await?;
+    flush(writer).await
+}
+
+/// Writes all of `bytes` and makes sure they left the transport.
+async fn send_all<S: Transport>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    flush(stream).await
+}
+
+/// Sends what a TLS session still holds: a held stream may wait minutes for its next
+/// frame, so nothing written may stay buffered. Plain TCP holds nothing.
+async fn flush<S: Transport>(stream: &mut S) -> std::io::Result<()> {
+    if S::BUFFERS_WRITES {
+        stream.flush().await?;
+    }
+    Ok(())
 }
 
 enum InlineWrite {
@@ -238,8 +252,8 @@ enum InlineWrite {
     Failed(std::io::Error),
 }
 
-fn try_write_inline(
-    writer: &WriteHalf<'_>,
+fn try_write_inline<S: Transport>(
+    writer: &mut S,
     size_line: &[u8],
     batch: &Batch,
     trailer: &[u8],
@@ -254,13 +268,9 @@ fn try_write_inline(
         used += part.len();
     }
     let encoded = &buffer[..used];
-    match writer.try_write(encoded) {
+    match writer.write_now(encoded) {
         Ok(n) if n == encoded.len() => InlineWrite::Done,
-        Ok(0) => InlineWrite::Failed(std::io::ErrorKind::WriteZero.into()),
         Ok(n) => InlineWrite::Rest(encoded[n..].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            InlineWrite::Rest(encoded.to_vec())
-        }
         Err(e) => InlineWrite::Failed(e),
     }
 }
@@ -341,7 +351,19 @@ mod tests {
 
     #[test]
     fn chunk_size_line_is_lowercase_hex_without_leading_zeros() {
-        for len in [1usize, 9, 10, 15, 16, 255, 256, 4095, 65_536, 0x1234_abcd, usize::MAX] {
+        for len in [
+            1usize,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            4095,
+            65_536,
+            0x1234_abcd,
+            usize::MAX,
+        ] {
             let (line, used) = chunk_size_line(len);
             assert_eq!(&line[..used], format!("{len:x}\r\n").as_bytes(), "{len}");
         }
