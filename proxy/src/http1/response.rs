@@ -1,8 +1,10 @@
 //! Writing one response: head, then the body frame by frame, while watching for the
 //! client hanging up.
 
+use std::future::Future;
 use std::io::IoSlice;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -62,7 +64,7 @@ pub async fn write_response<S: Transport>(
     // Header values may share a buffer with the origin's whole response head; holding
     // them for a stream's life would keep that buffer (8 KiB) alive per connection.
     drop(parts);
-    if send_all(stream, &head).await.is_err() {
+    if send(stream, &head).await.is_err() {
         return WriteOutcome::Close;
     }
     drop(head);
@@ -110,13 +112,18 @@ pub async fn write_response<S: Transport>(
         if write_batch(stream, &batch, chunked).await.is_err() {
             return WriteOutcome::Close;
         }
+        // Here rather than inside `write_batch`: an await there would add to the state
+        // of every held connection, even on plain TCP where it does nothing.
+        if flush(stream).await.is_err() {
+            return WriteOutcome::Close;
+        }
         match after {
             BatchEnd::More => {}
             BatchEnd::BodyEnded => break,
             BatchEnd::BodyFailed => return WriteOutcome::Close,
         }
     }
-    if chunked && send_all(stream, b"0\r\n\r\n").await.is_err() {
+    if chunked && send(stream, b"0\r\n\r\n").await.is_err() {
         return WriteOutcome::Close;
     }
     if closing {
@@ -199,7 +206,7 @@ fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
     (line, digits + 2)
 }
 
-/// Writes a batch of body frames, as one chunk when chunked.
+/// Writes a batch of body frames, as one chunk when chunked; the caller flushes.
 async fn write_batch<S: Transport>(
     writer: &mut S,
     batch: &Batch,
@@ -216,9 +223,9 @@ async fn write_batch<S: Transport>(
         // The stack buffer lives only inside this call, so it does not become part of
         // the connection's future (which would cost every idle connection its size).
         return match try_write_inline(writer, size_line, batch, trailer) {
-            InlineWrite::Done => flush(writer).await,
+            InlineWrite::Done => Ok(()),
             InlineWrite::Failed(e) => Err(e),
-            InlineWrite::Rest(rest) => send_all(writer, &rest).await,
+            InlineWrite::Rest(rest) => writer.write_all(&rest).await,
         };
     }
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.rest.len() + 3);
@@ -226,23 +233,41 @@ async fn write_batch<S: Transport>(
     slices.extend(batch.frames().map(|b| IoSlice::new(b)));
     slices.push(IoSlice::new(trailer));
     slices.retain(|s| !s.is_empty());
-    write_all_vectored(writer, &mut slices).await?;
-    flush(writer).await
+    write_all_vectored(writer, &mut slices).await
 }
 
-/// Writes all of `bytes` and makes sure they left the transport.
-async fn send_all<S: Transport>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    flush(stream).await
+/// Writes all of `bytes`, then sends what a TLS session still holds: a held stream
+/// may wait minutes for its next frame, so nothing written may stay buffered. One
+/// poll function rather than `write_all` and a flush awaited in turn: its state is
+/// `write_all`'s, and an idle connection's future is sized by its largest await.
+fn send<'a, S: Transport>(
+    stream: &'a mut S,
+    mut bytes: &'a [u8],
+) -> impl Future<Output = std::io::Result<()>> + 'a {
+    std::future::poll_fn(move |cx| {
+        while !bytes.is_empty() {
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, bytes))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            bytes = &bytes[n..];
+        }
+        flush_buffered(stream, cx)
+    })
 }
 
-/// Sends what a TLS session still holds: a held stream may wait minutes for its next
-/// frame, so nothing written may stay buffered. Plain TCP holds nothing.
-async fn flush<S: Transport>(stream: &mut S) -> std::io::Result<()> {
+/// What [`send`] does after writing, for bytes a transport already took.
+fn flush<S: Transport>(stream: &mut S) -> impl Future<Output = std::io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| flush_buffered(stream, cx))
+}
+
+/// Plain TCP holds nothing, so it skips the flush altogether.
+fn flush_buffered<S: Transport>(stream: &mut S, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
     if S::BUFFERS_WRITES {
-        stream.flush().await?;
+        Pin::new(stream).poll_flush(cx)
+    } else {
+        Poll::Ready(Ok(()))
     }
-    Ok(())
 }
 
 enum InlineWrite {
