@@ -40,6 +40,10 @@ pub struct ProxySection {
     pub listen: SocketAddr,
     #[serde(default = "defaults::control")]
     pub control: SocketAddr,
+    /// PEM certificate chain: with `tls_key`, the public listener speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     #[serde(default = "defaults::zmq_pull")]
     pub zmq_pull: String,
     #[serde(default = "defaults::zmq_sub")]

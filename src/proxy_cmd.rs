@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use fjord_proxy::context::HoldSettings;
 use fjord_proxy::hub::HubConfig;
@@ -12,6 +12,7 @@ use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
 use fjord_proxy::launch::{self, ProxyConfig, ZmqSettings};
 use fjord_proxy::origin::SigSettings;
 use fjord_proxy::sequencer::SequencerConfig;
+use fjord_proxy::tls::TlsFiles;
 
 use crate::config::FjordConfig;
 
@@ -34,6 +35,12 @@ pub struct ProxyArgs {
     /// Control API / metrics / health address, overriding `[proxy] control`.
     #[arg(long)]
     control: Option<SocketAddr>,
+    /// PEM certificate chain for TLS on the public listener, overriding `[proxy] tls_cert`.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate, overriding `[proxy] tls_key`.
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
     /// A Pushpin routes file, overriding `[proxy] routes_file`.
     #[arg(long)]
     routes: Option<PathBuf>,
@@ -83,6 +90,19 @@ fn build(
     if let Some(control) = args.control {
         proxy.control = control;
     }
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        let (file_cert, file_key) = match proxy.tls.take() {
+            Some(files) => (Some(files.cert), Some(files.key)),
+            None => (None, None),
+        };
+        proxy.tls = match (
+            args.tls_cert.clone().or(file_cert),
+            args.tls_key.clone().or(file_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => bail!("TLS needs both a certificate and a key (--tls-cert and --tls-key)"),
+        };
+    }
     if let Some(routes) = &args.routes {
         proxy.routes_file = Some(routes.clone());
     }
@@ -114,8 +134,17 @@ pub fn build_from_file(
         .transpose()
         .map_err(|e| anyhow!("[proxy] upstream_key: {e}"))?;
     let endpoint = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+    let tls = match (&section.tls_cert, &section.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: resolve(base_dir, cert),
+            key: resolve(base_dir, key),
+        }),
+        (None, None) => None,
+        _ => bail!("[proxy] tls_cert and tls_key: TLS needs both"),
+    };
     Ok(ProxyConfig {
         listen: section.listen,
+        tls,
         control: section.control,
         routes,
         routes_file,

@@ -147,6 +147,9 @@ mod tests {
         std::fs::write(dir.path().join(KEY_FILE), "00ff".repeat(16)).expect("key");
         std::fs::write(dir.path().join("routes"), "* localhost:8080\n").expect("routes");
         std::fs::create_dir(dir.path().join("web")).expect("web");
+        let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        std::fs::write(dir.path().join("fullchain.pem"), tls.cert.pem()).expect("cert");
+        std::fs::write(dir.path().join("key.pem"), tls.key_pair.serialize_pem()).expect("key");
         let uncommented = uncomment_examples(TEMPLATE).replace("\"…\"", "\"secret\"");
         let source = ConfigSource::new("fjord.toml", &uncommented);
         let report = check_source(&source, Some(dir.path()), Scope::Check);
@@ -155,6 +158,7 @@ mod tests {
         let config = report.config.expect("parses");
         assert_eq!(config.proxy.route.len(), 3);
         assert!(config.proxy.replay.is_some());
+        assert!(config.proxy.tls_cert.is_some() && config.proxy.tls_key.is_some());
         assert!(config.relay.stream[0].filter.is_some());
         assert!(config.auth.issuer.is_some());
     }

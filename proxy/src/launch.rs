@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::origin::{OriginClient, SigSettings};
 use crate::route::{Route, RouteTable};
 use crate::routes_file::RoutesWatcher;
+use crate::tls::{TlsError, TlsFiles};
 use crate::zmq_input::{bind_pull, start_sub, SubInputConfig, ZmqInput};
 
 /// The ZeroMQ publish inputs (§4.2, §4.3); `None` turns an input off.
@@ -48,6 +49,8 @@ impl Default for ZmqSettings {
 pub struct ProxyConfig {
     /// Public HTTP listener (Pushpin's `http_port`, default 7999).
     pub listen: SocketAddr,
+    /// Serve the public listener over TLS with this certificate and key.
+    pub tls: Option<TlsFiles>,
     /// Control API, metrics and health (default 127.0.0.1:5561).
     pub control: SocketAddr,
     /// Routes given inline (`[[proxy.route]]`); tried before the routes file's.
@@ -68,6 +71,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 7999)),
+            tls: None,
             control: SocketAddr::from(([127, 0, 0, 1], 5561)),
             routes: Vec::new(),
             routes_file: None,
@@ -98,6 +102,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("routes: {0}")]
     Routes(String),
     #[error("ZeroMQ input: {0}")]
@@ -143,6 +149,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let metrics = Arc::new(Metrics::new());
     let (hub, channel_events) = Hub::new(config.hub.clone(), Arc::clone(&metrics));
     let mut tasks = Vec::new();
+    // Before any port is bound: a bad certificate is a configuration error.
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
 
     let (routes, routes_task) = route_source(&config).await?;
     tasks.extend(routes_task);
@@ -196,6 +204,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     tasks.push(tokio::spawn(crate::server::serve(
         listener,
+        tls,
         ctx,
         shutdown_rx,
     )));

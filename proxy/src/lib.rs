@@ -25,5 +25,6 @@ pub mod routes_file;
 pub mod sequencer;
 pub mod server;
 pub mod test_origin;
+pub mod tls;
 pub mod zmq_input;
 pub mod zmtp;

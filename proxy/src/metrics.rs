@@ -44,6 +44,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Direct streams ended by the proxy, by reason (`overflow`, `token-expired`).
     pub direct_closes: IntCounterVec,
+    /// TLS handshakes on the public listener that failed or timed out.
+    pub tls_handshake_failures: IntCounter,
 }
 
 impl Metrics {
@@ -156,6 +158,11 @@ impl Metrics {
             &["reason"],
         )
         .expect("static metric definition");
+        let tls_handshake_failures = IntCounter::new(
+            "fjord_proxy_tls_handshake_failures_total",
+            "TLS handshakes on the public listener that failed or timed out",
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(subscriptions.clone()),
@@ -173,6 +180,7 @@ impl Metrics {
             Box::new(gaps.clone()),
             Box::new(auth_failures.clone()),
             Box::new(direct_closes.clone()),
+            Box::new(tls_handshake_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -196,6 +204,7 @@ impl Metrics {
             gaps,
             auth_failures,
             direct_closes,
+            tls_handshake_failures,
         }
     }
 

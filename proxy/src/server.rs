@@ -12,16 +12,19 @@ use tokio::sync::watch;
 use crate::body::{self, ProxyBody};
 use crate::context::ProxyContext;
 use crate::exchange;
-use crate::http1::{serve_connection, ConnectionLimits};
+use crate::http1::{serve_connection, ConnectionLimits, HEAD_TIMEOUT};
 use crate::route::RouteTarget;
 use crate::test_origin;
+use crate::tls::TlsAcceptor;
 
 /// Largest request body the public listener accepts.
 const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true; with `tls`, each connection
+/// starts with a TLS handshake.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     ctx: Arc<ProxyContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -41,19 +44,54 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = Arc::clone(&ctx);
         let limits = ConnectionLimits {
             max_body: MAX_REQUEST_BODY,
         };
+        let handler_ctx = Arc::clone(&ctx);
         // The handler future is boxed: it is large (origin exchange, holds) but lives
         // only while a request is handled, and an unboxed one would size every
         // connection's task for its largest state for the connection's whole life.
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
-            limits,
-            move |request, peer| Box::pin(dispatch(Arc::clone(&ctx), request, peer)),
-        ));
+        let handle =
+            move |request, peer| Box::pin(dispatch(Arc::clone(&handler_ctx), request, peer));
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(stream, peer, limits, handle));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let ctx = Arc::clone(&ctx);
+                tokio::spawn(async move {
+                    let Some(stream) = handshake(&acceptor, stream, peer, &ctx).await else {
+                        return;
+                    };
+                    serve_connection(stream, peer, limits, handle).await;
+                });
+            }
+        }
+    }
+}
+
+/// The TLS handshake of one connection, within the time a request head gets. A
+/// failure (a plain-HTTP client, a scanner, a client that distrusts the certificate)
+/// ends this connection only.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ctx: &ProxyContext,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            ctx.metrics.tls_handshake_failures.inc();
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            ctx.metrics.tls_handshake_failures.inc();
+            None
+        }
     }
 }
 

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use fjord_proxy::keys::{signing_key_from_spec, verifying_key_from_spec};
 use fjord_proxy::route::OriginUrlError;
 use fjord_proxy::routes_file::load_routes_file;
+use fjord_proxy::tls::{TlsFile, TlsFiles};
 use fjord_proxy::zmtp::Endpoint;
 
-use crate::config::{ConfigSource, FjordConfig, KeyPath, Problem};
+use crate::config::{ConfigSource, FjordConfig, KeyPath, Problem, ProxySection};
 use crate::route_config;
 
 pub fn check(
@@ -44,6 +45,7 @@ pub fn check(
             ));
         }
     }
+    check_tls(section, source, base_dir, out);
     if let Some(spec) = &section.sig_key {
         if let Err(e) = signing_key_from_spec(spec, base_dir) {
             out.push(Problem::at(source, &proxy.key("sig_key"), e.to_string()));
@@ -91,6 +93,43 @@ pub fn check(
     }
 }
 
+/// `tls_cert` and `tls_key` come together, and the pair must load as the listener
+/// will load it at start.
+fn check_tls(
+    section: &ProxySection,
+    source: &ConfigSource,
+    base_dir: Option<&Path>,
+    out: &mut Vec<Problem>,
+) {
+    let proxy = KeyPath::root("proxy");
+    match (&section.tls_cert, &section.tls_key) {
+        (None, None) => {}
+        (Some(_), None) => out.push(Problem::at(
+            source,
+            &proxy.key("tls_cert"),
+            "tls_key is not set; TLS needs both tls_cert and tls_key",
+        )),
+        (None, Some(_)) => out.push(Problem::at(
+            source,
+            &proxy.key("tls_key"),
+            "tls_cert is not set; TLS needs both tls_cert and tls_key",
+        )),
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: resolve(base_dir, cert),
+                key: resolve(base_dir, key),
+            };
+            if let Err(e) = fjord_proxy::tls::acceptor(&files) {
+                let key = match e.file() {
+                    TlsFile::Cert => "tls_cert",
+                    TlsFile::Key => "tls_key",
+                };
+                out.push(Problem::at(source, &proxy.key(key), e.to_string()));
+            }
+        }
+    }
+}
+
 /// The key a route error is about: the route translation names it first, in backticks
 /// (`` `channel`: … ``); origin URL errors name the origin or the path.
 fn route_error_key(error: &anyhow::Error) -> KeyPath {
@@ -113,7 +152,7 @@ fn route_error_key(error: &anyhow::Error) -> KeyPath {
     }
 }
 
-fn resolve(base_dir: Option<&Path>, path: &Path) -> PathBuf {
+pub(crate) fn resolve(base_dir: Option<&Path>, path: &Path) -> PathBuf {
     match base_dir {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path.to_path_buf(),

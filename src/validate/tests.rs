@@ -124,3 +124,91 @@ fn a_problem_inside_a_refused_entry_is_not_repeated() {
         "{found:#?}"
     );
 }
+
+/// A self-signed pair written as `cert.pem` and `key.pem` into a fresh directory.
+fn tls_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("generate");
+    std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).expect("write");
+    std::fs::write(
+        dir.path().join("key.pem"),
+        generated.key_pair.serialize_pem(),
+    )
+    .expect("write");
+    dir
+}
+
+fn problems_in(dir: &Path, text: &str) -> Vec<String> {
+    let source = ConfigSource::new("f.toml", text);
+    let report = check_source(&source, Some(dir), Scope::Check);
+    report.problems.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn tls_files_are_read_relative_to_the_config() {
+    let dir = tls_dir();
+    let text = "[proxy]\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n";
+    let found = problems_in(dir.path(), text);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn tls_cert_without_tls_key_is_reported_at_the_cert() {
+    let dir = tls_dir();
+    let found = problems_in(dir.path(), "[proxy]\ntls_cert = \"cert.pem\"\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("f.toml:2:1: proxy.tls_cert: tls_key is not set"),
+        "{found:#?}"
+    );
+    let found = problems_in(dir.path(), "[proxy]\n\ntls_key = \"key.pem\"\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("f.toml:3:1: proxy.tls_key: tls_cert is not set"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_missing_tls_cert_is_reported_with_its_resolved_path() {
+    let dir = tls_dir();
+    let text = "[proxy]\ntls_cert = \"nope.pem\"\ntls_key = \"key.pem\"\n";
+    let found = problems_in(dir.path(), text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let expected = format!(
+        "f.toml:2:1: proxy.tls_cert: cannot read {}: ",
+        dir.path().join("nope.pem").display()
+    );
+    assert!(found[0].starts_with(&expected), "{found:#?}");
+}
+
+#[test]
+fn a_tls_key_that_is_not_a_key_is_reported_at_the_key() {
+    let dir = tls_dir();
+    let text = "[proxy]\ntls_cert = \"cert.pem\"\ntls_key = \"cert.pem\"\n";
+    let found = problems_in(dir.path(), text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("f.toml:3:1: proxy.tls_key: ")
+            && found[0].ends_with("holds no PEM private key"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_tls_key_of_another_certificate_is_reported_at_the_key() {
+    let dir = tls_dir();
+    let other = tls_dir();
+    let text = format!(
+        "[proxy]\ntls_cert = \"cert.pem\"\ntls_key = {:?}\n",
+        other.path().join("key.pem").display().to_string()
+    );
+    let found = problems_in(dir.path(), &text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("f.toml:3:1: proxy.tls_key: ")
+            && found[0].contains("cannot be used with"),
+        "{found:#?}"
+    );
+}

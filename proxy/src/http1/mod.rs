@@ -19,6 +19,7 @@
 /// [`serve_connection`].
 pub mod request;
 mod response;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,11 +28,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::body::{self, ProxyBody};
 use request::{read_request, RequestError};
 use response::{write_response, WriteOutcome};
+pub use transport::Transport;
 
 /// Largest request head accepted (Pushpin's `client_buffer_size` is 8192).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -44,14 +45,15 @@ pub struct ConnectionLimits {
     pub max_body: usize,
 }
 
-/// Serves requests on `stream` until the client leaves or a response ends the
-/// connection. `handle` turns each request into a response.
-pub async fn serve_connection<H, F>(
-    mut stream: TcpStream,
+/// Serves requests on `stream` (plain TCP or TLS) until the client leaves or a
+/// response ends the connection. `handle` turns each request into a response.
+pub async fn serve_connection<S, H, F>(
+    mut stream: S,
     peer: SocketAddr,
     limits: ConnectionLimits,
     handle: H,
 ) where
+    S: Transport,
     H: Fn(Request<Bytes>, SocketAddr) -> F,
     F: Future<Output = Response<ProxyBody>>,
 {

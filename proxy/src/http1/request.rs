@@ -75,6 +75,8 @@ where
     drop(buf);
     if expects_continue && !matches!(framing, Framing::None) {
         stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        // A TLS stream holds the record until flushed, and the client waits for it.
+        stream.flush().await?;
     }
     let body = match framing {
         Framing::None => {

@@ -1,17 +1,18 @@
 //! Writing one response: head, then the body frame by frame, while watching for the
 //! client hanging up.
 
+use std::future::Future;
 use std::io::IoSlice;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::WriteHalf;
-use tokio::net::TcpStream;
 
+use super::transport::Transport;
 use super::MAX_HEAD;
 use crate::body::ProxyBody;
 
@@ -33,8 +34,8 @@ enum Framing {
 
 /// Writes `response`; `close` asks for the connection to end afterwards, `http10`
 /// means the client cannot read chunked encoding.
-pub async fn write_response(
-    stream: &mut TcpStream,
+pub async fn write_response<S: Transport>(
+    stream: &mut S,
     response: Response<ProxyBody>,
     head_only: bool,
     http10: bool,
@@ -63,7 +64,7 @@ pub async fn write_response(
     // Header values may share a buffer with the origin's whole response head; holding
     // them for a stream's life would keep that buffer (8 KiB) alive per connection.
     drop(parts);
-    if stream.write_all(&head).await.is_err() {
+    if send(stream, &head).await.is_err() {
         return WriteOutcome::Close;
     }
     drop(head);
@@ -75,12 +76,11 @@ pub async fn write_response(
         };
     }
     let chunked = matches!(framing, Framing::Chunked);
-    let (mut reader, mut writer) = stream.split();
     let mut probe = [0u8; 256];
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            read = reader.read(&mut probe) => match read {
+            read = stream.read(&mut probe) => match read {
                 // The client hung up: drop the body, which ends a held stream (§6.5).
                 Ok(0) | Err(_) => return WriteOutcome::Close,
                 Ok(n) => {
@@ -109,7 +109,12 @@ pub async fn write_response(
             rest: Vec::new(),
         };
         let after = gather_ready(&mut body, &mut batch);
-        if write_batch(&mut writer, &batch, chunked).await.is_err() {
+        if write_batch(stream, &batch, chunked).await.is_err() {
+            return WriteOutcome::Close;
+        }
+        // Here rather than inside `write_batch`: an await there would add to the state
+        // of every held connection, even on plain TCP where it does nothing.
+        if flush(stream).await.is_err() {
             return WriteOutcome::Close;
         }
         match after {
@@ -118,7 +123,7 @@ pub async fn write_response(
             BatchEnd::BodyFailed => return WriteOutcome::Close,
         }
     }
-    if chunked && writer.write_all(b"0\r\n\r\n").await.is_err() {
+    if chunked && send(stream, b"0\r\n\r\n").await.is_err() {
         return WriteOutcome::Close;
     }
     if closing {
@@ -201,9 +206,9 @@ fn chunk_size_line(len: usize) -> ([u8; 18], usize) {
     (line, digits + 2)
 }
 
-/// Writes a batch of body frames, as one chunk when chunked.
-async fn write_batch(
-    writer: &mut WriteHalf<'_>,
+/// Writes a batch of body frames, as one chunk when chunked; the caller flushes.
+async fn write_batch<S: Transport>(
+    writer: &mut S,
     batch: &Batch,
     chunked: bool,
 ) -> std::io::Result<()> {
@@ -217,11 +222,11 @@ async fn write_batch(
     if size_line.len() + len + trailer.len() <= INLINE_WRITE {
         // The stack buffer lives only inside this call, so it does not become part of
         // the connection's future (which would cost every idle connection its size).
-        match try_write_inline(writer, size_line, batch, trailer) {
-            InlineWrite::Done => return Ok(()),
-            InlineWrite::Failed(e) => return Err(e),
-            InlineWrite::Rest(rest) => return writer.write_all(&rest).await,
-        }
+        return match try_write_inline(writer, size_line, batch, trailer) {
+            InlineWrite::Done => Ok(()),
+            InlineWrite::Failed(e) => Err(e),
+            InlineWrite::Rest(rest) => writer.write_all(&rest).await,
+        };
     }
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(batch.rest.len() + 3);
     slices.push(IoSlice::new(size_line));
@@ -231,6 +236,40 @@ async fn write_batch(
     write_all_vectored(writer, &mut slices).await
 }
 
+/// Writes all of `bytes`, then sends what a TLS session still holds: a held stream
+/// may wait minutes for its next frame, so nothing written may stay buffered. One
+/// poll function rather than `write_all` and a flush awaited in turn: its state is
+/// `write_all`'s, and an idle connection's future is sized by its largest await.
+fn send<'a, S: Transport>(
+    stream: &'a mut S,
+    mut bytes: &'a [u8],
+) -> impl Future<Output = std::io::Result<()>> + 'a {
+    std::future::poll_fn(move |cx| {
+        while !bytes.is_empty() {
+            let n = ready!(Pin::new(&mut *stream).poll_write(cx, bytes))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            bytes = &bytes[n..];
+        }
+        flush_buffered(stream, cx)
+    })
+}
+
+/// What [`send`] does after writing, for bytes a transport already took.
+fn flush<S: Transport>(stream: &mut S) -> impl Future<Output = std::io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| flush_buffered(stream, cx))
+}
+
+/// Plain TCP holds nothing, so it skips the flush altogether.
+fn flush_buffered<S: Transport>(stream: &mut S, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    if S::BUFFERS_WRITES {
+        Pin::new(stream).poll_flush(cx)
+    } else {
+        Poll::Ready(Ok(()))
+    }
+}
+
 enum InlineWrite {
     Done,
     /// The socket took only part (or nothing) now; the rest must be awaited.
@@ -238,8 +277,8 @@ enum InlineWrite {
     Failed(std::io::Error),
 }
 
-fn try_write_inline(
-    writer: &WriteHalf<'_>,
+fn try_write_inline<S: Transport>(
+    writer: &mut S,
     size_line: &[u8],
     batch: &Batch,
     trailer: &[u8],
@@ -254,11 +293,9 @@ fn try_write_inline(
         used += part.len();
     }
     let encoded = &buffer[..used];
-    match writer.try_write(encoded) {
+    match writer.write_now(encoded) {
         Ok(n) if n == encoded.len() => InlineWrite::Done,
-        Ok(0) => InlineWrite::Failed(std::io::ErrorKind::WriteZero.into()),
         Ok(n) => InlineWrite::Rest(encoded[n..].to_vec()),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => InlineWrite::Rest(encoded.to_vec()),
         Err(e) => InlineWrite::Failed(e),
     }
 }

@@ -39,7 +39,7 @@ async fn echo(request: Request<Bytes>, _peer: SocketAddr) -> Response<ProxyBody>
     Response::new(body::full(text))
 }
 
-async fn read_until(client: &mut TcpStream, needle: &[u8]) -> String {
+async fn read_until<C: tokio::io::AsyncRead + Unpin>(client: &mut C, needle: &[u8]) -> String {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(WAIT, async {
@@ -297,4 +297,136 @@ fn chunked_decoder_handles_bytes_arriving_one_at_a_time() {
     }
     assert!(done);
     assert_eq!(out, b"abc");
+}
+
+/// The same driver over TLS: every frame must leave the session at once, since a held
+/// stream may wait minutes for the next one.
+mod over_tls {
+    use tokio_rustls::client::TlsStream;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+
+    #[allow(deprecated)]
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// Serves one TLS connection with `handle` and returns a connected TLS client.
+    async fn serve_tls<H, F>(handle: H) -> TlsStream<TcpStream>
+    where
+        H: Fn(Request<Bytes>, SocketAddr) -> F + Send + 'static,
+        F: Future<Output = Response<ProxyBody>> + Send,
+    {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("generate");
+        let cert = CertificateDer::from(generated.cert.der().to_vec());
+        let key = PrivateKeyDer::try_from(generated.key_pair.serialize_der()).expect("key");
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .expect("server config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (stream, peer) = listener.accept().await.expect("accept");
+            let stream = TlsAcceptor::from(Arc::new(server))
+                .accept(stream)
+                .await
+                .expect("handshake");
+            let limits = ConnectionLimits { max_body: 1024 };
+            serve_connection(stream, peer, limits, handle).await;
+        });
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).expect("root");
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from("localhost").expect("name");
+        TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .expect("client handshake")
+    }
+
+    #[tokio::test]
+    async fn each_small_frame_arrives_without_waiting_for_the_next() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
+        client
+            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        let head = read_until(&mut client, b"\r\n\r\n").await;
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        for n in 0..3 {
+            let frame = format!("data: {n}\n\n");
+            tx.send(Bytes::from(frame.clone())).expect("send");
+            read_until(&mut client, frame.as_bytes()).await;
+        }
+        drop(tx);
+        read_until(&mut client, b"0\r\n\r\n").await;
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_a_tls_record_arrives_whole() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
+        client
+            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        read_until(&mut client, b"\r\n\r\n").await;
+        let big: String = (0..40_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        tx.send(Bytes::from(format!("{big}END"))).expect("send");
+        let seen = read_until(&mut client, b"END\r\n").await;
+        assert!(seen.contains(&format!("{:x}\r\n{big}END\r\n", big.len() + 3)));
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn expect_continue_is_flushed_before_the_body_is_sent() {
+        let mut client = serve_tls(echo).await;
+        client
+            .write_all(
+                b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+            )
+            .await
+            .expect("send");
+        read_until(&mut client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        client.write_all(b"ok").await.expect("send body");
+        read_until(&mut client, b"POST /e ok").await;
+    }
+
+    #[tokio::test]
+    async fn client_hangup_drops_the_streaming_body() {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
+        client
+            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        read_until(&mut client, b"\r\n\r\n").await;
+        drop(client);
+        let gone = tokio::time::timeout(WAIT, async {
+            while !dropped.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(gone.is_ok(), "body dropped after the client left");
+        drop(tx);
+    }
 }
