@@ -149,19 +149,22 @@ impl Drop for ChannelBody {
     }
 }
 
-fn streaming(
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    dropped: Arc<AtomicBool>,
-) -> impl Fn(
-    Request<Bytes>,
-    SocketAddr,
-) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
+/// A handler that answers one request with a body fed by a channel.
+type StreamingBody = Box<
+    dyn Fn(
+            Request<Bytes>,
+            SocketAddr,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+        + Send,
+>;
+
+fn streaming(rx: mpsc::UnboundedReceiver<Bytes>, dropped: Arc<AtomicBool>) -> StreamingBody {
     let slot = std::sync::Mutex::new(Some(rx));
-    move |_request, _peer| {
+    Box::new(move |_request, _peer| {
         let rx = slot.lock().expect("lock").take().expect("one request");
         let dropped = Arc::clone(&dropped);
         Box::pin(async move { Response::new(ChannelBody { rx, dropped }.boxed_unsync()) })
-    }
+    })
 }
 
 #[tokio::test]
@@ -197,11 +200,16 @@ async fn stream_to_http10_client_is_close_delimited() {
     assert!(all.ends_with("\r\n\r\nraw"), "{all:?}");
 }
 
-#[tokio::test]
-async fn client_hangup_drops_the_streaming_body() {
+/// Opens a stream, hangs up after its head, and checks the server dropped the body.
+/// Shared by the plain and TLS transports.
+async fn hangup_drops_the_body<C, Fut>(connect: impl FnOnce(StreamingBody) -> Fut)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    Fut: Future<Output = C>,
+{
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let dropped = Arc::new(AtomicBool::new(false));
-    let mut client = serve(streaming(rx, Arc::clone(&dropped))).await;
+    let mut client = connect(streaming(rx, Arc::clone(&dropped))).await;
     client
         .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -216,6 +224,11 @@ async fn client_hangup_drops_the_streaming_body() {
     .await;
     assert!(gone.is_ok(), "body dropped after the client left");
     drop(tx);
+}
+
+#[tokio::test]
+async fn client_hangup_drops_the_streaming_body() {
+    hangup_drops_the_body(serve).await;
 }
 
 #[tokio::test]
@@ -249,9 +262,12 @@ async fn conflicting_content_lengths_are_rejected() {
     assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
 }
 
-#[tokio::test]
-async fn expect_continue_gets_an_interim_response() {
-    let mut client = serve(echo).await;
+/// Sends a body only after the interim `100 Continue` arrives; shared by both
+/// transports (over TLS the interim response must be flushed, not left in the session).
+async fn interim_response_precedes_the_body<C>(mut client: C)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     client
         .write_all(
             b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
@@ -261,6 +277,11 @@ async fn expect_continue_gets_an_interim_response() {
     read_until(&mut client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
     client.write_all(b"ok").await.expect("send body");
     read_until(&mut client, b"POST /e ok").await;
+}
+
+#[tokio::test]
+async fn expect_continue_gets_an_interim_response() {
+    interim_response_precedes_the_body(serve(echo).await).await;
 }
 
 #[tokio::test]
@@ -397,36 +418,11 @@ mod over_tls {
 
     #[tokio::test]
     async fn expect_continue_is_flushed_before_the_body_is_sent() {
-        let mut client = serve_tls(echo).await;
-        client
-            .write_all(
-                b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
-            )
-            .await
-            .expect("send");
-        read_until(&mut client, b"HTTP/1.1 100 Continue\r\n\r\n").await;
-        client.write_all(b"ok").await.expect("send body");
-        read_until(&mut client, b"POST /e ok").await;
+        interim_response_precedes_the_body(serve_tls(echo).await).await;
     }
 
     #[tokio::test]
     async fn client_hangup_drops_the_streaming_body() {
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let dropped = Arc::new(AtomicBool::new(false));
-        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
-        client
-            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
-        read_until(&mut client, b"\r\n\r\n").await;
-        drop(client);
-        let gone = tokio::time::timeout(WAIT, async {
-            while !dropped.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(gone.is_ok(), "body dropped after the client left");
-        drop(tx);
+        hangup_drops_the_body(serve_tls).await;
     }
 }
