@@ -166,7 +166,7 @@ pub struct Resources {
     /// Fjord: all its processes summed.
     pub sut: Sample,
     /// Fjord, by process role (`run`, or `proxy` and `relay`).
-    pub each: Vec<(&'static str, Sample)>,
+    pub each: Vec<(String, Sample)>,
     pub subscribers: Sample,
     /// The runner: producer, fleet control, load sampler (less the mock
     /// broker's thread, which is counted as the broker).

@@ -15,15 +15,16 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::child::GroupChild;
+use crate::fjord_group::FjordGroup;
 use crate::procstat::{self, Sample};
 use crate::systems::{fjord_binary, free_port, loopback, spawn_origin};
 
@@ -70,12 +71,6 @@ pub struct KafkaFeed {
 const DIRECT_ROUTE: &str =
     "[[proxy.route]]\npath = \"/orders/{id}\"\nchannel = \"orders.{id}\"\nauth = \"public\"\n";
 
-/// One running `fjord` process of the system under test.
-struct Member {
-    role: &'static str,
-    child: GroupChild,
-}
-
 /// The running system: its `fjord` process(es) and the origin.
 pub struct KafkaSut {
     /// Where subscribers connect.
@@ -85,9 +80,10 @@ pub struct KafkaSut {
     /// The configuration file, echoed in the results.
     pub config_text: String,
     // Drop order: fjord processes first, then the origin, then the directory.
-    members: Vec<Member>,
+    fjord: FjordGroup,
     _origin: Option<GroupChild>,
-    dir: tempfile::TempDir,
+    /// Removed when the system is dropped, after the processes above.
+    _dir: tempfile::TempDir,
 }
 
 /// TOML string literal (basic string, escaped).
@@ -191,85 +187,56 @@ impl KafkaSut {
             // The proxy first, so its SUB socket is there when the relay binds.
             Topology::Split => &[("proxy", "proxy"), ("relay", "relay")],
         };
-        let mut members = Vec::new();
+        let mut fjord = FjordGroup::new(dir.path());
         for &(role, command) in commands {
             let mut cmd = std::process::Command::new(&bin);
             cmd.args([command, "-c"])
                 .arg(&config)
                 .env("RUST_LOG", &log)
                 .current_dir(dir.path());
-            let child = GroupChild::spawn(role, &mut cmd, &dir.path().join(format!("{role}.log")))?;
-            members.push(Member { role, child });
+            fjord.spawn(role, &mut cmd)?;
         }
         let mut sut = KafkaSut {
             client: ports.http,
             control: ports.control,
             config_text: text,
-            members,
+            fjord,
             _origin: origin,
-            dir,
+            _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for (addr, path) in [
+        let checks = [
             (ports.control, "/healthz"),
             (ports.relay_control, "/readyz"),
-        ] {
-            if let Err(e) = sut.wait_ok(addr, path, deadline).await {
-                bail!("fjord did not become ready: {e:#}\n{}", sut.log_tail());
-            }
-        }
+        ];
+        sut.fjord
+            .wait_ready(&checks, Duration::from_secs(60))
+            .await?;
         Ok(sut)
     }
 
-    /// Polls `GET path` on `addr` until it answers 200.
-    async fn wait_ok(&mut self, addr: SocketAddr, path: &str, deadline: Instant) -> Result<()> {
-        loop {
-            self.check_alive()?;
-            if http_get(addr, path).await.ok().map(|r| r.0) == Some(200) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{addr}{path} never answered 200");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     pub fn check_alive(&mut self) -> Result<()> {
-        for m in &mut self.members {
-            m.child.check_alive()?;
-        }
-        Ok(())
+        self.fjord.check_alive()
     }
 
     /// Resources of every `fjord` process (and descendants), summed, plus
     /// each process on its own by role.
-    pub fn sample(&self) -> Result<(Sample, Vec<(&'static str, Sample)>)> {
+    pub fn sample(&self) -> Result<(Sample, Vec<(String, Sample)>)> {
         let mut total = Sample::default();
         let mut each = Vec::new();
-        for m in &self.members {
-            let s = procstat::sample(m.child.pid())?;
+        for (role, child) in self.fjord.members() {
+            let s = procstat::sample(child.pid())?;
             total.processes += s.processes;
             total.rss_kb += s.rss_kb;
             total.pss_kb += s.pss_kb;
             total.cpu_s += s.cpu_s;
-            each.push((m.role, s));
+            each.push((role.to_owned(), s));
         }
         Ok((total, each))
     }
 
     /// Last lines of the processes' logs.
     pub fn log_tail(&self) -> String {
-        let mut out = String::new();
-        for m in &self.members {
-            let path = self.dir.path().join(format!("{}.log", m.role));
-            if let Ok(text) = fs::read_to_string(&path) {
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(8)..];
-                out.push_str(&format!("== {}\n{}\n", path.display(), tail.join("\n")));
-            }
-        }
-        out
+        self.fjord.log_tail()
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod child;
 mod conns_fleet;
+mod fjord_group;
 mod fleet;
 mod histogram;
 mod kafka_broker;

@@ -12,12 +12,12 @@
 
 use std::fs;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::child::GroupChild;
-use crate::kafka_sut::{http_get, toml_str, KafkaFeed};
+use crate::fjord_group::FjordGroup;
+use crate::kafka_sut::{toml_str, KafkaFeed};
 use crate::procstat::{self, Sample};
 use crate::systems::{fjord_binary, free_port, loopback};
 
@@ -75,18 +75,13 @@ fn proxy_config(p: ProxyPorts, relay: RelayPorts) -> String {
     )
 }
 
-struct Member {
-    name: String,
-    child: GroupChild,
-}
-
 /// The running relay and proxies; dropping it stops them all.
 pub struct ProxyFleet {
     pub proxies: Vec<ProxyPorts>,
     /// Every configuration file by name, echoed in the results.
     pub configs: Vec<(String, String)>,
     // Drop order: processes first, then the directory.
-    members: Vec<Member>,
+    fjord: FjordGroup,
     dir: tempfile::TempDir,
 }
 
@@ -128,7 +123,7 @@ impl ProxyFleet {
         let mut fleet = ProxyFleet {
             proxies,
             configs,
-            members: Vec::new(),
+            fjord: FjordGroup::new(dir.path()),
             dir,
         };
         // Proxies first, so their SUB sockets are there when the relay binds.
@@ -145,53 +140,32 @@ impl ProxyFleet {
                 .arg(&path)
                 .env("RUST_LOG", &log)
                 .current_dir(fleet.dir.path());
-            let log_path = fleet.dir.path().join(format!("{name}.log"));
-            let child = GroupChild::spawn(&name, &mut cmd, &log_path)?;
-            fleet.members.push(Member { name, child });
+            fleet.fjord.spawn(&name, &mut cmd)?;
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut checks: Vec<(SocketAddr, &str)> = fleet
             .proxies
             .iter()
             .map(|p| (p.control, "/healthz"))
             .collect();
         checks.push((relay.control, "/readyz"));
-        for (addr, path) in checks {
-            if let Err(e) = fleet.wait_ok(addr, path, deadline).await {
-                bail!("fjord did not become ready: {e:#}\n{}", fleet.log_tail());
-            }
-        }
+        fleet
+            .fjord
+            .wait_ready(&checks, Duration::from_secs(60))
+            .await?;
         Ok(fleet)
     }
 
-    /// Polls `GET path` on `addr` until it answers 200.
-    async fn wait_ok(&mut self, addr: SocketAddr, path: &str, deadline: Instant) -> Result<()> {
-        loop {
-            self.check_alive()?;
-            if http_get(addr, path).await.ok().map(|r| r.0) == Some(200) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{addr}{path} never answered 200");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     pub fn check_alive(&mut self) -> Result<()> {
-        for m in &mut self.members {
-            m.child.check_alive()?;
-        }
-        Ok(())
+        self.fjord.check_alive()
     }
 
     /// Resources of each proxy (in `proxies` order) and of the relay.
     pub fn sample(&self) -> Result<(Vec<Sample>, Sample)> {
         let mut proxies = Vec::with_capacity(self.proxies.len());
         let mut relay = Sample::default();
-        for m in &self.members {
-            let s = procstat::sample(m.child.pid())?;
-            if m.name == "relay" {
+        for (name, child) in self.fjord.members() {
+            let s = procstat::sample(child.pid())?;
+            if name == "relay" {
                 relay = s;
             } else {
                 proxies.push(s);
@@ -202,16 +176,7 @@ impl ProxyFleet {
 
     /// Last lines of every process's log.
     pub fn log_tail(&self) -> String {
-        let mut out = String::new();
-        for m in &self.members {
-            let path = self.dir.path().join(format!("{}.log", m.name));
-            if let Ok(text) = fs::read_to_string(&path) {
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(8)..];
-                out.push_str(&format!("== {}\n{}\n", path.display(), tail.join("\n")));
-            }
-        }
-        out
+        self.fjord.log_tail()
     }
 }
 
