@@ -35,14 +35,8 @@ pub async fn run(a: &KafkaE2eArgs) -> Result<Value> {
     let o = &a.kafka;
     let load = loadavg::Sampler::start();
     let mut rig = Rig::setup(o, a.subscribers).await?;
-    let total = (a.rate * a.duration as f64).round() as u64;
-    let plan = ProducePlan {
-        topic: rig.topic.clone(),
-        keys: a.subscribers,
-        rate: a.rate,
-        total,
-        max_duration: Duration::from_secs(a.duration + 5),
-    };
+    let plan = ProducePlan::steady(&rig.topic, a.subscribers, a.rate, a.duration);
+    let total = plan.total;
     rig.subs.fleet.reset().await?;
     let before = rig.sample()?;
     let t0 = Instant::now();

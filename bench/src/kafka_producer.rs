@@ -69,6 +69,20 @@ pub struct ProducePlan {
     pub max_duration: Duration,
 }
 
+impl ProducePlan {
+    /// `rate` records a second for `duration_s` seconds, spread over `keys` keys, with
+    /// five seconds of grace before the run is cut off.
+    pub fn steady(topic: &str, keys: usize, rate: f64, duration_s: u64) -> ProducePlan {
+        ProducePlan {
+            topic: topic.to_owned(),
+            keys,
+            rate,
+            total: (rate * duration_s as f64).round() as u64,
+            max_duration: Duration::from_secs(duration_s + 5),
+        }
+    }
+}
+
 /// Outcome of a produce run: the shared publish report (attempted, failed
 /// sequence numbers, achieved rate) and the produce → broker ack latency.
 pub struct Produced {
