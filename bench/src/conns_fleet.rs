@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::fleet::{self, Fleet, FleetPlan, Merged};
 use crate::kafka_broker::{Broker, BrokerOpts};
 use crate::kafka_producer;
+use crate::kafka_rig::parse_key_value;
 use crate::kafka_sut::KafkaFeed;
 use crate::loadavg;
 use crate::payload;
@@ -63,13 +64,6 @@ pub struct ConnsFleetArgs {
     pub relay_kafka: Vec<(String, String)>,
     #[command(flatten)]
     pub load: LoadOpts,
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 /// Connections of proxy `k` of `proxies` when `total` are spread evenly.

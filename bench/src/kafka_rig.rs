@@ -58,7 +58,8 @@ pub struct KafkaOpts {
     pub load: LoadOpts,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+/// `--relay-kafka KEY=VALUE` of every Kafka scenario.
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
