@@ -148,12 +148,17 @@
   };
 
   Subscription.prototype._start = function () {
-    var self = this;
     var generation = ++this._generation;
     this._setState('connecting');
     var ready = !this.token && this.options.getToken
       ? this._refreshToken()
       : Promise.resolve();
+    this._openWhen(ready, generation);
+  };
+
+  /** Opens the transport once `ready` settles, unless a newer attempt began meanwhile. */
+  Subscription.prototype._openWhen = function (ready, generation) {
+    var self = this;
     ready.then(function () {
       if (generation !== self._generation) {
         return;
@@ -195,17 +200,7 @@
     var generation = ++this._generation;
     this._timer = setTimeout(function () {
       self._timer = null;
-      var ready = refresh ? self._refreshToken() : Promise.resolve();
-      ready.then(function () {
-        if (generation !== self._generation) {
-          return;
-        }
-        if (self.mode === 'poll') {
-          self._poll(generation);
-        } else {
-          self._openSource(generation);
-        }
-      });
+      self._openWhen(refresh ? self._refreshToken() : Promise.resolve(), generation);
     }, delay);
   };
 
