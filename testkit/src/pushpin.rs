@@ -175,22 +175,28 @@ impl Pushpin {
         out
     }
 
+    /// An error with the log tail if the runner process has already exited.
+    fn fail_if_exited(&mut self) -> Result<(), PushpinError> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                self.stop();
+                return Err(PushpinError::Exited {
+                    status,
+                    log: self.log_tail(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn wait_until_ready(&mut self) -> Result<(), PushpinError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let ports = self.ports;
         for port in [ports.http, ports.control, ports.pull, ports.sub] {
             let address = loopback(port);
             loop {
-                if let Some(child) = self.child.as_mut() {
-                    if let Some(status) = child.try_wait()? {
-                        self.child = None;
-                        self.stop();
-                        return Err(PushpinError::Exited {
-                            status,
-                            log: self.log_tail(),
-                        });
-                    }
-                }
+                self.fail_if_exited()?;
                 if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
                     break;
                 }
@@ -206,16 +212,7 @@ impl Pushpin {
             if self.answers_http() {
                 return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    self.child = None;
-                    self.stop();
-                    return Err(PushpinError::Exited {
-                        status,
-                        log: self.log_tail(),
-                    });
-                }
-            }
+            self.fail_if_exited()?;
             if Instant::now() > deadline {
                 let log = self.log_tail();
                 self.stop();
