@@ -218,6 +218,37 @@ async fn pyzmq_push_publishes_in_tnetstring_and_json_frames() {
 }
 
 #[tokio::test]
+async fn pyzmq_push_peers_that_close_right_after_sending_lose_nothing() {
+    const PEERS: usize = 200;
+    let proxy = Proxy::start("* test\n").await;
+    let mut client = hold(proxy.http, "/stream?channel=zm").await;
+    let mut seen = read_until(&mut client, b"\r\n\r\n").await;
+    let endpoint = format!("tcp://127.0.0.1:{}", proxy.pull);
+    run_python(&["push-many", &endpoint, "zm", &PEERS.to_string()]).await;
+    let missing = |seen: &[u8]| -> Vec<usize> {
+        let body = String::from_utf8_lossy(seen);
+        let lines: std::collections::HashSet<&str> = body.lines().collect();
+        (0..PEERS)
+            .filter(|n| !lines.contains(n.to_string().as_str()))
+            .collect()
+    };
+    let mut buf = [0u8; 4096];
+    let complete = timeout(WAIT, async {
+        while !missing(&seen).is_empty() {
+            let n = client.read(&mut buf).await.expect("read");
+            assert!(n > 0, "connection closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        complete.is_ok(),
+        "messages of these peers never arrived: {:?}",
+        missing(&seen)
+    );
+}
+
+#[tokio::test]
 async fn pyzmq_xpub_sees_subscriptions_and_its_publish_is_delivered() {
     let proxy = Proxy::start("* test\n").await;
     let endpoint = format!("tcp://127.0.0.1:{}", proxy.sub);

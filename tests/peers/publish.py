@@ -5,6 +5,7 @@ Usage:
   publish.py http CONTROL_URI CHANNEL CONTENT
   publish.py http-response CONTROL_URI CHANNEL BODY
   publish.py push ENDPOINT CHANNEL CONTENT (tnetstring|json)
+  publish.py push-many ENDPOINT CHANNEL COUNT
   publish.py xpub ENDPOINT CHANNEL CONTENT
 """
 import json
@@ -48,19 +49,39 @@ def main(argv):
         import zmq
 
         endpoint, channel, content, encoding = argv[2:6]
-        sock = zmq.Context.instance().socket(zmq.PUSH)
+        context = zmq.Context()
+        sock = context.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 30000)  # deliver even on a loaded machine
         sock.connect(endpoint)
         item = stream_item(channel, content)
         frame = tnetstring(item) if encoding == "tnetstring" else b"J" + json.dumps(item).encode()
         sock.send(frame)
         sock.close()
+        # pyzmq does not terminate contexts at interpreter exit, so without this the
+        # process can end before libzmq's I/O thread has written the message.
+        context.term()
+        print("published", flush=True)
+    elif mode == "push-many":
+        import zmq
+
+        # COUNT publishers that each connect, send one item ("<n>\n") and close at
+        # once: the proxy must not lose a message from a peer that leaves right away.
+        endpoint, channel, count = argv[2:5]
+        context = zmq.Context()
+        for n in range(int(count)):
+            sock = context.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 30000)
+            sock.connect(endpoint)
+            sock.send(tnetstring(stream_item(channel, "%d\n" % n)))
+            sock.close()
+        context.term()
         print("published", flush=True)
     elif mode == "xpub":
         import zmq
 
         endpoint, channel, content = argv[2:5]
-        sock = zmq.Context.instance().socket(zmq.XPUB)
+        context = zmq.Context()
+        sock = context.socket(zmq.XPUB)
         sock.setsockopt(zmq.LINGER, 30000)  # deliver even on a loaded machine
         sock.connect(endpoint)
         deadline = time.time() + 10
@@ -84,6 +105,7 @@ def main(argv):
                     print("unsubscribed", flush=True)
                     break
         sock.close()
+        context.term()
     else:
         print("unknown mode " + mode, file=sys.stderr)
         sys.exit(2)
