@@ -143,3 +143,29 @@ async fn c45_oversized_publish_and_response_hold_bodies_are_refused() {
     assert_eq!(response.head.status, 200);
     assert_eq!(response.body.len(), 100_000);
 }
+
+/// §3.6 bounds what a *slow* client may have queued; a client that reads must get
+/// every item of a large publish even though the items arrive faster than its
+/// connection task is scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_of_many_items_for_one_channel_reaches_a_reading_client_in_full() {
+    const ITEMS: usize = 300;
+    let (_origin, proxy) = setup().await;
+    let mut conn = open_stream(&proxy).await;
+    let batch: Vec<_> = (0..ITEMS)
+        .map(|n| stream_item("a", &format!("{n:03},")))
+        .collect();
+    let response = proxy.publish(&support::items(&batch)).await;
+    assert_eq!(response.head.status, 200);
+    let data = conn
+        .read_stream(ITEMS * 4, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|(e, data)| {
+            panic!(
+                "{e:?} after {} of {ITEMS} items; closed by overflow?",
+                data.len() / 4
+            )
+        });
+    let expected: String = (0..ITEMS).map(|n| format!("{n:03},")).collect();
+    assert_eq!(String::from_utf8_lossy(&data), expected);
+}

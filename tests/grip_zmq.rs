@@ -156,3 +156,39 @@ async fn c41_sub_input_takes_the_channel_from_the_first_frame() {
         .expect("both items on a");
     assert_eq!(data, b"S1S2");
 }
+
+/// A publisher's burst arrives in one read of the PULL connection; a client that
+/// reads must get all of it, not be closed as if it were slow (§3.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_push_peer_reaches_a_reading_client_in_full() {
+    const ITEMS: usize = 300;
+    let origin = Origin::start(|_| Reply::stream("a", "")).await;
+    let pull = free_endpoint();
+    let proxy = ProxyBuilder::new()
+        .origin(origin.addr)
+        .zmq_pull(&pull)
+        .start()
+        .await;
+    let mut conn = open_stream(&proxy).await;
+    let mut push = zeromq::PushSocket::new();
+    tokio::time::timeout(SLOW, push.connect(&pull))
+        .await
+        .expect("connect in time")
+        .expect("PUSH connects to the PULL input");
+    for n in 0..ITEMS {
+        push.send(ZmqMessage::from(tn_item(Some("a"), &format!("{n:03},"))))
+            .await
+            .expect("send");
+    }
+    let data = conn
+        .read_stream(ITEMS * 4, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|(e, data)| {
+            panic!(
+                "{e:?} after {} of {ITEMS} items; closed by overflow?",
+                data.len() / 4
+            )
+        });
+    let expected: String = (0..ITEMS).map(|n| format!("{n:03},")).collect();
+    assert_eq!(String::from_utf8_lossy(&data), expected);
+}

@@ -355,11 +355,20 @@ impl Hub {
 
     /// Publishes one item to its channel's subscribers. Never blocks.
     pub fn publish(&self, item: PublishItem, input: PublishInput) -> PublishOutcome {
+        self.publish_at(item, input, Instant::now())
+    }
+
+    /// [`Hub::publish`] at a given time, which tests use to play out a slow client.
+    pub(crate) fn publish_at(
+        &self,
+        item: PublishItem,
+        input: PublishInput,
+        now: Instant,
+    ) -> PublishOutcome {
         self.metrics
             .items_received
             .with_label_values(&[input.label()])
             .inc();
-        let now = Instant::now();
         let channel: Arc<str> = Arc::from(item.channel.as_str());
         let mut guard = self.shard(&channel);
         let shard = &mut *guard;
@@ -389,7 +398,7 @@ impl Hub {
         });
         let ready = state.sequencer.accept(delivery, now);
         let held_or_dropped = ready.is_empty();
-        let mut outcome = fan_out(state, &ready, &self.metrics);
+        let mut outcome = fan_out(state, &ready, &self.metrics, now);
         outcome.held_or_dropped = held_or_dropped;
         if let Some(history) = state.history.as_mut() {
             let now_ms = unix_ms();
@@ -424,7 +433,7 @@ impl Hub {
                 outcome.channels_visited += 1;
                 let ready = state.sequencer.release_expired(now);
                 if !ready.is_empty() {
-                    outcome.deliveries += fan_out(state, &ready, &self.metrics).deliveries;
+                    outcome.deliveries += fan_out(state, &ready, &self.metrics, now).deliveries;
                 }
                 if state.on_emptied(now, &self.config) || state.lingered_out(now, linger) {
                     self.drop_channel(shard, &name);

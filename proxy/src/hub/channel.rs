@@ -138,6 +138,7 @@ pub(super) fn fan_out(
     state: &mut ChannelState,
     ready: &[Arc<Delivery>],
     metrics: &Metrics,
+    now: Instant,
 ) -> PublishOutcome {
     let mut outcome = PublishOutcome::default();
     for delivery in ready {
@@ -145,10 +146,10 @@ pub(super) fn fan_out(
         while index < state.subscribers.len() {
             let subscriber = &state.subscribers[index];
             let pushed = match subscriber.policy {
-                OverflowPolicy::Close => subscriber.queue.push(Arc::clone(delivery)),
+                OverflowPolicy::Close => subscriber.queue.push(Arc::clone(delivery), now),
                 OverflowPolicy::Conflate => subscriber
                     .queue
-                    .push_or_replace(Arc::clone(delivery), |queued| {
+                    .push_or_replace(Arc::clone(delivery), now, |queued| {
                         same_record_key(queued, delivery)
                     })
                     .map(|replaced| {

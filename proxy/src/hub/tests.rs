@@ -1,5 +1,5 @@
 use super::*;
-use crate::queue::QueueEvent;
+use crate::queue::{QueueEvent, BURST_GRACE};
 use bytes::Bytes;
 
 /// A hub whose channels go with their last subscriber.
@@ -78,8 +78,10 @@ fn full_queue_drops_only_the_slow_subscriber() {
     let fast = Subscriber::new(Arc::from("r"), 100);
     hub.subscribe("c", &slow);
     hub.subscribe("c", &fast);
-    for _ in 0..5 {
-        hub.publish(item("c", b"x"), PublishInput::Http);
+    // One publish per grace period: the slow queue fills and stays full.
+    let start = Instant::now();
+    for n in 0..5u32 {
+        hub.publish_at(item("c", b"x"), PublishInput::Http, start + BURST_GRACE * n);
         while fast.queue().try_pop().is_some() {}
     }
     assert!(slow.is_overflowed());
@@ -130,8 +132,9 @@ async fn overflow_is_reported_to_the_connection_after_its_queued_items() {
     let (hub, _events) = hub();
     let slow = Subscriber::new(Arc::from("r"), 1);
     hub.subscribe("c", &slow);
-    hub.publish(item("c", b"1"), PublishInput::Http);
-    hub.publish(item("c", b"2"), PublishInput::Http);
+    let start = Instant::now();
+    hub.publish_at(item("c", b"1"), PublishInput::Http, start);
+    hub.publish_at(item("c", b"2"), PublishInput::Http, start + BURST_GRACE);
     assert!(matches!(slow.queue().pop().await, QueueEvent::Item(_)));
     assert!(matches!(slow.queue().pop().await, QueueEvent::Overflowed));
 }
