@@ -5,15 +5,14 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
-use support::deployment::wait_healthy;
+use support::deployment::{spawn_fjord, wait_healthy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -75,17 +74,6 @@ async fn read_until(stream: &mut TcpStream, needle: &[u8]) -> String {
         String::from_utf8_lossy(needle)
     );
     seen
-}
-
-fn spawn_run(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg("run")
-        .arg("-c")
-        .arg(config)
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fjord run")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +139,7 @@ async fn a_generated_config_edited_for_a_broker_streams_an_order_to_its_token_ho
         "{stdout}"
     );
 
-    let _run = spawn_run(&config);
+    let _run = spawn_fjord(&["run"], &config);
     wait_healthy(control).await;
     wait_healthy(relay_control).await;
 

@@ -9,13 +9,12 @@ mod support;
 mod browser;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use browser::Browser;
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
 use serde_json::Value;
-use support::deployment::wait_healthy;
+use support::deployment::{spawn_fjord, wait_healthy};
 use tokio::process::{Child, Command};
 use tokio::time::sleep;
 
@@ -83,14 +82,7 @@ event = "order"
             ),
         )
         .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_fjord"))
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start fjord run");
+        let child = spawn_fjord(&["run"], &config);
         wait_healthy(control).await;
         wait_healthy(relay).await;
         Fjord {

@@ -4,29 +4,15 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use fjord_testkit::{free_loopback_port, KafkaBroker, TestRecord};
-use support::deployment::wait_healthy;
+use support::deployment::{spawn_fjord, wait_healthy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn spawn(args: &[&str], config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .args(args)
-        .arg("-c")
-        .arg(config)
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start fjord")
-}
 
 /// Opens a held SSE-ish stream on the proxy's built-in test origin.
 async fn subscribe(port: u16, channel: &str) -> TcpStream {
@@ -111,7 +97,7 @@ async fn run_streams_kafka_records_of_a_key_to_its_channel_in_order() {
         ),
     )
     .expect("config");
-    let _fjord = spawn(&["run"], &config);
+    let _fjord = spawn_fjord(&["run"], &config);
     wait_healthy(control).await;
     let mut client = subscribe(http, "orders.42").await;
     wait_healthy(relay_control).await;
@@ -155,12 +141,12 @@ async fn relay_and_proxy_processes_meet_over_zeromq() {
         ),
     )
     .expect("config");
-    let _proxy = spawn(&["proxy"], &config);
+    let _proxy = spawn_fjord(&["proxy"], &config);
     wait_healthy(control).await;
     // The client subscribes before the relay starts: the proxy's SUB subscription must
     // reach the relay's XPUB when it comes up, before it consumes.
     let mut client = subscribe(http, "orders.42").await;
-    let _relay = spawn(&["relay"], &config);
+    let _relay = spawn_fjord(&["relay"], &config);
     wait_healthy(relay_control).await;
     let positions = produce_orders(&broker).await;
     let expected = expected_events(&positions);

@@ -2,6 +2,7 @@
 //! and `fjord proxy` as separate processes meeting over ZeroMQ, with a direct route
 //! `/orders/{id}` → `orders.{id}` fed by topic `orders` keyed by order id.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -77,7 +78,7 @@ impl Deployment {
     }
 
     pub fn spawn(&self, command: &str) -> Child {
-        spawn(command, &self.config, self.dir.path())
+        spawn_fjord(&[command], &self.config)
     }
 
     pub fn http_addr(&self) -> std::net::SocketAddr {
@@ -85,10 +86,27 @@ impl Deployment {
     }
 }
 
-pub fn spawn(command: &str, config: &Path, dir: &Path) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{command}.log"))).expect("log file");
+thread_local! {
+    /// Logs of the processes this test started (a test's body runs on one thread).
+    static LOGS: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Starts `fjord ARGS -c CONFIG` with its log in CONFIG's directory; if a readiness
+/// wait of the same test fails, the tail of that log is part of the failure message.
+pub fn spawn_fjord(args: &[&str], config: &Path) -> Child {
+    let dir = config.parent().expect("config in a directory");
+    let name = args.first().copied().unwrap_or("fjord");
+    let mut path = dir.join(format!("{name}.log"));
+    for n in 2.. {
+        if !path.exists() {
+            break;
+        }
+        path = dir.join(format!("{name}-{n}.log"));
+    }
+    let log = std::fs::File::create(&path).expect("log file");
+    LOGS.with(|logs| logs.borrow_mut().push(path));
     Command::new(env!("CARGO_BIN_EXE_fjord"))
-        .arg(command)
+        .args(args)
         .arg("-c")
         .arg(config)
         .stdout(Stdio::null())
@@ -96,6 +114,22 @@ pub fn spawn(command: &str, config: &Path, dir: &Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("start fjord")
+}
+
+/// The last lines of every log [`spawn_fjord`] opened in this test.
+fn log_tails() -> String {
+    const LINES: usize = 40;
+    LOGS.with(|logs| {
+        logs.borrow()
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+                format!("---- {} ----\n{tail}\n", path.display())
+            })
+            .collect()
+    })
 }
 
 pub async fn http_get(port: u16, path: &str) -> Option<String> {
@@ -130,7 +164,7 @@ async fn wait_for_ok(port: u16, path: &str, what: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("port {port} never became {what}");
+    panic!("port {port} never became {what}\n{}", log_tails());
 }
 
 /// A metric's value (summed over label sets matching `name` exactly or with labels).
