@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use fjord_protocol::item::PublishItem;
 use fjord_protocol::resume::ResumePosition;
+use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
 use crate::history::{Catchup, ChannelHistory, ChannelRecord};
@@ -38,6 +39,13 @@ pub enum PublishInput {
 }
 
 impl PublishInput {
+    pub const ALL: [PublishInput; 4] = [
+        PublishInput::Http,
+        PublishInput::ZmqPull,
+        PublishInput::ZmqSub,
+        PublishInput::Relay,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             PublishInput::Http => "http",
@@ -186,6 +194,9 @@ pub struct Hub {
     sequencer: Arc<SequencerConfig>,
     events: mpsc::UnboundedSender<ChannelEvent>,
     metrics: Arc<Metrics>,
+    /// `metrics.items_received` per input, indexed by `PublishInput as usize`: looked
+    /// up once here rather than by label (a hash and a lock) on every publish.
+    received: [IntCounter; PublishInput::ALL.len()],
 }
 
 impl Hub {
@@ -196,12 +207,15 @@ impl Hub {
     ) -> (Arc<Hub>, mpsc::UnboundedReceiver<ChannelEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
+        let received = PublishInput::ALL
+            .map(|input| metrics.items_received.with_label_values(&[input.label()]));
         let hub = Arc::new(Hub {
             shards,
             sequencer: Arc::new(config.sequencer.clone()),
             config,
             events,
             metrics,
+            received,
         });
         (hub, receiver)
     }
@@ -365,10 +379,7 @@ impl Hub {
         input: PublishInput,
         now: Instant,
     ) -> PublishOutcome {
-        self.metrics
-            .items_received
-            .with_label_values(&[input.label()])
-            .inc();
+        self.received[input as usize].inc();
         let channel: Arc<str> = Arc::from(item.channel.as_str());
         let mut guard = self.shard(&channel);
         let shard = &mut *guard;

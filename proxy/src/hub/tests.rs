@@ -416,3 +416,22 @@ fn idle_channels_are_not_visited_by_maintenance() {
     assert_eq!(released.deliveries, 1);
     drop(subscribers);
 }
+
+#[test]
+fn items_received_are_counted_under_their_own_input() {
+    let (hub, _events) = hub();
+    for (index, input) in PublishInput::ALL.into_iter().enumerate() {
+        assert_eq!(input as usize, index, "ALL is in declaration order");
+        for _ in 0..=index {
+            hub.publish(item("c", b"x"), input);
+        }
+    }
+    for (index, input) in PublishInput::ALL.into_iter().enumerate() {
+        let counted = hub
+            .metrics()
+            .items_received
+            .with_label_values(&[input.label()])
+            .get();
+        assert_eq!(counted, index as u64 + 1, "{}", input.label());
+    }
+}
