@@ -1,6 +1,7 @@
 //! TLS on the public listener through a real `fjord proxy`: an SSE stream over TLS
-//! receives what the control API publishes, a client that does not speak TLS fails
-//! alone, and a bad certificate stops the start with one line.
+//! receives what the control API publishes, over HTTP/1.1 and over HTTP/2 (many
+//! streams on one connection), a client that does not speak TLS fails alone, and a
+//! bad certificate stops the start with one line.
 
 mod support;
 
@@ -8,8 +9,12 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::direct::{kafka_item, order_data};
-use support::{Proxy, ProxyBuilder, SLOW};
+use support::{Origin, Proxy, ProxyBuilder, Reply, SLOW};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -58,6 +63,11 @@ impl Certificate {
 
     /// A TLS client that trusts only this certificate and offers only HTTP/1.1.
     async fn connect(&self, addr: SocketAddr) -> TlsStream<TcpStream> {
+        self.connect_offering(addr, &[b"http/1.1"]).await
+    }
+
+    /// A TLS client that trusts only this certificate and offers `alpn`.
+    async fn connect_offering(&self, addr: SocketAddr, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
         let mut roots = RootCertStore::empty();
         roots.add(self.der.clone()).expect("trust the test CA");
         #[allow(deprecated)]
@@ -67,7 +77,7 @@ impl Certificate {
             .expect("protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let name = ServerName::try_from("localhost").expect("server name");
         tokio::time::timeout(
@@ -185,6 +195,172 @@ async fn a_long_poll_over_tls_is_answered_with_the_published_item() {
     read_until(&mut tls, &mut seen, "held").await;
     let text = String::from_utf8_lossy(&seen);
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+}
+
+/// An HTTP/2 connection to the proxy (ALPN `h2` offered first, as browsers do).
+async fn connect_h2(
+    cert: &Certificate,
+    proxy: &Proxy,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let tls = cert
+        .connect_offering(proxy.listen, &[b"h2", b"http/1.1"])
+        .await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+async fn get_h2(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> http::Response<Incoming> {
+    let request = http::Request::get(format!("https://localhost{path}"))
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(SLOW, sender.send_request(request))
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    response
+}
+
+/// Reads DATA frames of one HTTP/2 response until `needle` has arrived.
+async fn read_body_until(body: &mut Incoming, seen: &mut String, needle: &str) {
+    let found = tokio::time::timeout(SLOW, async {
+        while !seen.contains(needle) {
+            let frame = body
+                .frame()
+                .await
+                .unwrap_or_else(|| panic!("stream ended before {needle:?}: {seen:?}"))
+                .expect("frame");
+            if let Ok(data) = frame.into_data() {
+                seen.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "{needle:?} did not arrive: {seen:?}");
+}
+
+#[tokio::test]
+async fn http2_clients_hold_many_streams_on_one_connection() {
+    // More streams than the six HTTP/1.1 connections a browser opens per origin.
+    const STREAMS: usize = 8;
+    let cert = Certificate::generate();
+    let proxy = cert.proxy().await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let mut bodies = Vec::new();
+    for order in 1..=STREAMS {
+        let response = get_h2(&mut sender, &format!("/orders/{order}")).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        assert!(
+            !response.headers().contains_key(http::header::CONNECTION),
+            "no connection-specific headers in HTTP/2"
+        );
+        bodies.push(response.into_body());
+    }
+    proxy.wait_subscriptions(STREAMS).await;
+    let items: Vec<_> = (1..=STREAMS)
+        .map(|order| {
+            let key = order.to_string();
+            kafka_item(&format!("orders.{order}"), 0, 1, &key, &format!("o{order}"))
+        })
+        .collect();
+    proxy.publish_items(&items).await;
+    for (index, body) in bodies.iter_mut().enumerate() {
+        let mut seen = String::new();
+        read_body_until(body, &mut seen, &format!("data: o{}\n\n", index + 1)).await;
+        assert_eq!(order_data(&seen), [format!("o{}", index + 1)]);
+    }
+}
+
+#[tokio::test]
+async fn a_reset_http2_stream_ends_its_hold_while_its_neighbours_keep_receiving() {
+    let cert = Certificate::generate();
+    let proxy = cert.proxy().await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let kept = get_h2(&mut sender, "/orders/1").await;
+    let reset = get_h2(&mut sender, "/orders/1").await;
+    proxy.wait_subscriptions(2).await;
+    // Dropping a response body resets its stream (RST_STREAM), as a closed tab does.
+    drop(reset);
+    let left = support::wait_for_async(SLOW, || async {
+        let count = proxy.metric("fjord_proxy_subscriptions").await;
+        (count <= 1.0).then_some(count)
+    })
+    .await;
+    assert_eq!(left, Some(1.0), "the reset stream's subscription remained");
+    proxy
+        .publish_items(&[kafka_item("orders.1", 0, 1, "1", "still")])
+        .await;
+    let mut seen = String::new();
+    read_body_until(&mut kept.into_body(), &mut seen, "data: still\n\n").await;
+}
+
+#[tokio::test]
+async fn a_long_poll_over_http2_is_answered_with_the_published_item() {
+    let cert = Certificate::generate();
+    let proxy = cert.proxy().await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let request = http::Request::get("https://localhost/orders/7?mode=poll")
+        .body(Empty::new())
+        .expect("request");
+    let pending = sender.send_request(request);
+    let answer = tokio::spawn(async move {
+        let response = pending.await.expect("response");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body");
+        (
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        )
+    });
+    proxy.wait_subscriptions(1).await;
+    proxy
+        .publish_items(&[kafka_item("orders.7", 0, 1, "7", "\"held\"")])
+        .await;
+    let (status, body) = tokio::time::timeout(SLOW, answer)
+        .await
+        .expect("answered in time")
+        .expect("task");
+    assert_eq!(status, 200);
+    assert!(body.contains("held"), "{body}");
+}
+
+#[tokio::test]
+async fn a_grip_origin_sees_an_http11_request_and_its_stream_hold_is_served_over_http2() {
+    let cert = Certificate::generate();
+    let origin = Origin::start(|_| Reply::stream("g", "opened\n")).await;
+    let proxy = ProxyBuilder::new()
+        .set("tls_cert", &format!("{:?}", cert.path("cert.pem")))
+        .set("tls_key", &format!("{:?}", cert.path("key.pem")))
+        .origin(origin.addr)
+        .start()
+        .await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let response = get_h2(&mut sender, "/feed?x=1").await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    read_body_until(&mut body, &mut seen, "opened\n").await;
+    let forwarded = origin.requests();
+    let request = forwarded.first().expect("the origin was asked");
+    assert_eq!(request.target, "/feed?x=1");
+    assert_eq!(request.version, "HTTP/1.1");
+    assert_eq!(request.header("host"), Some("localhost"));
+    proxy
+        .publish_items(&[support::stream_item("g", "published\n")])
+        .await;
+    read_body_until(&mut body, &mut seen, "published\n").await;
 }
 
 #[test]

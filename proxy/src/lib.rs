@@ -12,6 +12,7 @@ pub mod filter;
 pub mod history;
 pub mod hold;
 pub mod http1;
+pub mod http2;
 pub mod hub;
 pub mod kafka_event;
 pub mod keys;

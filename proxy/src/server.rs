@@ -13,6 +13,7 @@ use crate::body::{self, ProxyBody};
 use crate::context::ProxyContext;
 use crate::exchange;
 use crate::http1::{serve_connection, ConnectionLimits, HEAD_TIMEOUT};
+use crate::http2;
 use crate::route::RouteTarget;
 use crate::test_origin;
 use crate::tls::TlsAcceptor;
@@ -21,7 +22,7 @@ use crate::tls::TlsAcceptor;
 const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 
 /// Accepts connections until `shutdown` turns true; with `tls`, each connection
-/// starts with a TLS handshake.
+/// starts with a TLS handshake and speaks HTTP/2 if the client chose it by ALPN.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -64,7 +65,11 @@ pub async fn serve(
                     let Some(stream) = handshake(&acceptor, stream, peer, &ctx).await else {
                         return;
                     };
-                    serve_connection(stream, peer, limits, handle).await;
+                    if stream.get_ref().1.alpn_protocol() == Some(http2::ALPN) {
+                        http2::serve_connection(stream, peer, limits, handle).await;
+                    } else {
+                        serve_connection(stream, peer, limits, handle).await;
+                    }
                 });
             }
         }

@@ -1,9 +1,9 @@
 //! TLS on the public listener: the server configuration from a PEM certificate chain
 //! and private key.
 //!
-//! Only HTTP/1.1 is offered through ALPN: the public listener's driver ([`crate::http1`])
-//! speaks nothing else, and a client that negotiated `h2` would send a preface it
-//! cannot parse.
+//! ALPN offers HTTP/2 first, then HTTP/1.1: the listener serves each connection with
+//! [`crate::http2`] or [`crate::http1`] by what was negotiated. A client that offers
+//! no ALPN gets HTTP/1.1.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,7 +94,7 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(unusable)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![crate::http2::ALPN.to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -162,11 +162,14 @@ mod tests {
     }
 
     #[test]
-    fn a_self_signed_pair_builds_an_acceptor_offering_only_http1() {
+    fn a_self_signed_pair_builds_an_acceptor_offering_http2_then_http1() {
         let generated = self_signed();
         let pair = write_pair(&generated.cert.pem(), &generated.key_pair.serialize_pem());
         let config = server_config(&pair.files).expect("valid pair");
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]
