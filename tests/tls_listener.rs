@@ -307,6 +307,29 @@ async fn a_reset_http2_stream_ends_its_hold_while_its_neighbours_keep_receiving(
 }
 
 #[tokio::test]
+async fn an_oversized_http2_request_head_gets_431_and_fails_alone() {
+    let cert = Certificate::generate();
+    let proxy = cert.proxy().await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let kept = get_h2(&mut sender, "/orders/1").await;
+    proxy.wait_subscriptions(1).await;
+    let request = http::Request::get("https://localhost/orders/2")
+        .header("x-padding", "p".repeat(20 * 1024))
+        .body(Empty::new())
+        .expect("request");
+    let refused = tokio::time::timeout(SLOW, sender.send_request(request))
+        .await
+        .expect("answered in time")
+        .expect("an answer, not a broken connection");
+    assert_eq!(refused.status(), 431);
+    proxy
+        .publish_items(&[kafka_item("orders.1", 0, 1, "1", "alive")])
+        .await;
+    let mut seen = String::new();
+    read_body_until(&mut kept.into_body(), &mut seen, "data: alive\n\n").await;
+}
+
+#[tokio::test]
 async fn a_long_poll_over_http2_is_answered_with_the_published_item() {
     let cert = Certificate::generate();
     let proxy = cert.proxy().await;

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::{self, ProxyBody};
-use crate::http1::{ConnectionLimits, HEAD_TIMEOUT};
+use crate::http1::{ConnectionLimits, HEAD_TIMEOUT, MAX_HEAD};
 
 /// The ALPN protocol id of HTTP/2 (RFC 9113 §3.2).
 pub const ALPN: &[u8] = b"h2";
@@ -53,6 +53,8 @@ pub async fn serve_connection<S, H, F>(
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // The same bound on a request's headers as HTTP/1 puts on its head.
+        .max_header_list_size(MAX_HEAD as u32)
         // A peer that stops answering pings is gone even if TCP has not noticed.
         .keep_alive_interval(Some(HEAD_TIMEOUT))
         .keep_alive_timeout(HEAD_TIMEOUT);
