@@ -221,39 +221,63 @@ impl FrameReader {
         Ok(())
     }
 
+    /// One frame's flags and body, its size checked against what is left of the
+    /// message limit before the body is read; `None` when the peer closed the
+    /// connection between frames.
+    async fn read_frame(&mut self) -> Result<Option<(u8, Bytes)>, ZmtpError> {
+        let flags = match self.inner.read_u8().await {
+            Ok(flags) => flags,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = if flags & FLAG_LONG != 0 {
+            self.inner.read_u64().await?
+        } else {
+            u64::from(self.inner.read_u8().await?)
+        };
+        let budget = self.max_message_size.saturating_sub(self.part_bytes);
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&size| size.saturating_add(FRAME_OVERHEAD) <= budget)
+            .ok_or(ZmtpError::TooLarge {
+                limit: self.max_message_size,
+            })?;
+        let mut body = vec![0u8; size];
+        self.inner.read_exact(&mut body).await?;
+        Ok(Some((flags, Bytes::from(body))))
+    }
+
+    /// The data of the peer's first frame, which must be its `READY` command: in ZMTP
+    /// 3.0's grammar a connection is greeting, handshake, then traffic, and the NULL
+    /// mechanism's handshake is that one command. Read as a single frame so that
+    /// message frames sent ahead of it are refused, not kept for the first message.
+    async fn read_ready(&mut self) -> Result<Bytes, ZmtpError> {
+        let Some((flags, body)) = self.read_frame().await? else {
+            return Err(ZmtpError::NotReady);
+        };
+        if flags & FLAG_COMMAND == 0 {
+            return Err(ZmtpError::NotReady);
+        }
+        match parse_command(body)? {
+            Incoming::Command { name, data } if name.as_ref() == b"READY" => Ok(data),
+            _ => Err(ZmtpError::NotReady),
+        }
+    }
+
     /// The next message or command; `None` when the peer closed the connection.
     pub async fn next(&mut self) -> Result<Option<Incoming>, ZmtpError> {
-        loop {
-            let flags = match self.inner.read_u8().await {
-                Ok(flags) => flags,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let size = if flags & FLAG_LONG != 0 {
-                self.inner.read_u64().await?
-            } else {
-                u64::from(self.inner.read_u8().await?)
-            };
-            let budget = self.max_message_size.saturating_sub(self.part_bytes);
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|&size| size.saturating_add(FRAME_OVERHEAD) <= budget)
-                .ok_or(ZmtpError::TooLarge {
-                    limit: self.max_message_size,
-                })?;
-            let mut body = vec![0u8; size];
-            self.inner.read_exact(&mut body).await?;
-            let body = Bytes::from(body);
+        while let Some((flags, body)) = self.read_frame().await? {
             if flags & FLAG_COMMAND != 0 {
                 return parse_command(body).map(Some);
             }
+            self.part_bytes += body.len() + FRAME_OVERHEAD;
             self.parts.push(body);
-            self.part_bytes += size + FRAME_OVERHEAD;
             if flags & FLAG_MORE == 0 {
                 self.part_bytes = 0;
                 return Ok(Some(Incoming::Message(std::mem::take(&mut self.parts))));
             }
         }
+        Ok(None)
     }
 }
 
@@ -391,12 +415,7 @@ pub async fn handshake(
     writer.write_greeting().await?;
     reader.read_greeting().await?;
     writer.write_ready(ours).await?;
-    let Some(Incoming::Command { name, data }) = reader.next().await? else {
-        return Err(ZmtpError::NotReady);
-    };
-    if name.as_ref() != b"READY" {
-        return Err(ZmtpError::NotReady);
-    }
+    let data = reader.read_ready().await?;
     let peer_name = ready_socket_type(&data)?;
     let peer_type = SocketType::from_name(&peer_name)
         .filter(|&peer| ours.accepts(peer))
@@ -461,6 +480,55 @@ mod tests {
         assert!(matches!(
             reader.next().await,
             Err(ZmtpError::TooLarge { limit: 1024 })
+        ));
+    }
+
+    fn peer_greeting() -> Vec<u8> {
+        let mut greeting = vec![0u8; GREETING_LEN];
+        greeting[0] = 0xFF;
+        greeting[9] = 0x7F;
+        greeting[10] = 3;
+        greeting[12..16].copy_from_slice(b"NULL");
+        greeting
+    }
+
+    fn ready_command(socket_type: &[u8]) -> Vec<u8> {
+        let mut body = vec![5];
+        body.extend_from_slice(b"READY\x0bSocket-Type");
+        body.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+        body.extend_from_slice(socket_type);
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, FLAG_COMMAND, &body);
+        frame
+    }
+
+    async fn handshake_with(wire: Vec<u8>) -> Result<Connection, ZmtpError> {
+        let read: BoxRead = Box::new(std::io::Cursor::new(wire));
+        handshake(read, Box::new(tokio::io::sink()), SocketType::Pull, 1 << 20).await
+    }
+
+    #[tokio::test]
+    async fn a_push_peer_that_sends_ready_first_is_connected() {
+        let mut wire = peer_greeting();
+        wire.extend_from_slice(&ready_command(b"PUSH"));
+        encode_frame(&mut wire, 0, b"after");
+        let mut connection = handshake_with(wire).await.unwrap();
+        assert_eq!(connection.peer_type, SocketType::Push);
+        assert_eq!(
+            connection.reader.next().await.unwrap(),
+            Some(Incoming::Message(vec![Bytes::from_static(b"after")]))
+        );
+    }
+
+    #[tokio::test]
+    async fn message_frames_before_ready_are_refused() {
+        let mut wire = peer_greeting();
+        encode_frame(&mut wire, FLAG_MORE, b"smuggled");
+        wire.extend_from_slice(&ready_command(b"PUSH"));
+        encode_frame(&mut wire, 0, b"after");
+        assert!(matches!(
+            handshake_with(wire).await,
+            Err(ZmtpError::NotReady)
         ));
     }
 
