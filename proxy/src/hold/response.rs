@@ -21,7 +21,9 @@ use crate::metrics::ConnectionGauge;
 use crate::queue::QueueEvent;
 use crate::route::Route;
 
-/// Each held connection queues at most this many undelivered items (§3.6).
+/// Each held connection queues at most this many undelivered items (§3.6) once it is
+/// slow; a burst that lands before the connection is scheduled may briefly exceed it
+/// ([`crate::queue`] says why and by how much).
 pub const HELD_QUEUE_CAPACITY: usize = 100;
 
 /// How a response hold ended.
