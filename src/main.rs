@@ -17,10 +17,10 @@ use std::process::ExitCode;
 
 /// jemalloc rather than the system allocator: with glibc's, `malloc`/`free` (with
 /// `malloc_consolidate` walking fast bins whenever a publish body is allocated) were
-/// 11 % of the proxy's CPU in the many-channel fan-out benchmark; jemalloc used 13 %
-/// less CPU per delivery there and 4 % less memory per idle connection
-/// (bench/RESULTS.md, 2026-12-06 08:50 UTC). mimalloc saved as much CPU but held
-/// 12 % more memory per connection.
+/// 11 % of the proxy's CPU in the many-channel fan-out benchmark; jemalloc used 16 %
+/// less CPU per delivery there (median of five A/B runs) and 4 % less memory per idle
+/// connection (bench/RESULTS.md, 2026-12-06 08:50 UTC). mimalloc saved as much CPU
+/// but held 12 % more memory per connection.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
