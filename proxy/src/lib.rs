@@ -20,6 +20,7 @@ pub mod launch;
 pub mod log_limit;
 pub mod metrics;
 pub mod origin;
+mod origin_tls;
 pub mod queue;
 pub mod route;
 pub mod routes_file;

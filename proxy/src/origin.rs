@@ -5,6 +5,7 @@
 //! from a trusted upstream proxy, `Grip-Sig` and `Grip-Feature` added. The same value is
 //! re-sent on recovery retries (§3.7.3) and adapted for next-link fetches (§6.4).
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,8 +17,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
+use crate::origin_tls::{self, TlsClients};
 use crate::route::{OriginTarget, Route};
 
 /// Request headers never forwarded (§1.1): hop-by-hop, and `Accept-Encoding` because
@@ -194,10 +195,13 @@ fn grip_sig_for(route: &Route, sig: &SigSettings) -> Option<HeaderValue> {
     HeaderValue::from_str(&token).ok()
 }
 
-/// The HTTP client for origins: pooled connections, plain HTTP.
+/// The HTTP client for origins: pooled connections, plain HTTP or TLS (`ssl` targets).
 #[derive(Clone)]
 pub struct OriginClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Made on the first `ssl` target (reading the system's roots); `Err` says why
+    /// TLS is unavailable.
+    tls: Arc<OnceLock<Result<TlsClients, String>>>,
 }
 
 impl Default for OriginClient {
@@ -206,19 +210,37 @@ impl Default for OriginClient {
     }
 }
 
+fn tcp_connector() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    connector
+}
+
+fn pool() -> hyper_util::client::legacy::Builder {
+    let mut builder = origin_tls::pool();
+    builder.pool_idle_timeout(Duration::from_secs(30));
+    builder
+}
+
 impl OriginClient {
     pub fn new() -> OriginClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        OriginClient { client }
+        OriginClient {
+            client: pool().build(tcp_connector()),
+            tls: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn tls(&self) -> Result<&TlsClients, OriginError> {
+        self.tls
+            .get_or_init(|| TlsClients::new(tcp_connector, pool).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| OriginError::Connect(format!("TLS to origins is unavailable: {e}")))
     }
 
     /// Sends `request` to the route's targets, trying the next one only when
-    /// connecting fails (§7.1: no load balancing).
+    /// connecting fails (§7.1: no load balancing); a TLS handshake that fails (an
+    /// untrusted certificate, say) counts as a failed connect.
     pub async fn send(
         &self,
         targets: &[OriginTarget],
@@ -226,16 +248,14 @@ impl OriginClient {
     ) -> Result<Response<Incoming>, OriginError> {
         let mut last_error = OriginError::NoTarget;
         for target in targets {
-            if target.ssl {
-                last_error = OriginError::Connect(format!(
-                    "{}: TLS to origins is not supported yet",
-                    target.authority()
-                ));
-                continue;
-            }
-            let uri: Uri = format!("http://{}{}", target.authority(), request.path_and_query)
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| OriginError::Uri(e.to_string()))?;
+            let scheme = if target.ssl { "https" } else { "http" };
+            let uri: Uri = format!(
+                "{scheme}://{}{}",
+                target.authority(),
+                request.path_and_query
+            )
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| OriginError::Uri(e.to_string()))?;
             let mut outgoing = Request::builder()
                 .method(request.method.clone())
                 .uri(uri)
@@ -252,8 +272,19 @@ impl OriginClient {
                     outgoing.headers_mut().insert(http::header::HOST, value);
                 }
             }
-            let sent = tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, self.client.request(outgoing));
-            match sent.await {
+            let sent = if target.ssl {
+                let client = match self.tls() {
+                    Ok(tls) => tls.client(target.insecure),
+                    Err(e) => {
+                        last_error = e;
+                        continue;
+                    }
+                };
+                tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, client.request(outgoing)).await
+            } else {
+                tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, self.client.request(outgoing)).await
+            };
+            match sent {
                 Err(_) => return Err(OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT)),
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(e)) if e.is_connect() => {

@@ -596,8 +596,18 @@ fn parse_origin(
             "over_http" => target.over_http = flag(prop, line, warnings),
             "host" => target.host_header = non_empty(prop),
             "sub" => target.subscriptions.extend(non_empty(prop)),
-            "client_cert" => target.client_cert = non_empty(prop),
-            "client_key" => target.client_key = non_empty(prop),
+            "client_cert" | "client_key" => {
+                if prop.name == "client_cert" {
+                    target.client_cert = non_empty(prop);
+                } else {
+                    target.client_key = non_empty(prop);
+                }
+                let message = format!(
+                    "`{}` is not supported yet: the origin is connected without a client certificate",
+                    prop.name
+                );
+                warn(warnings, line, &prop.raw, message);
+            }
             "one_event" | "ipc_file_mode" => ignored(prop, line, warnings, "unsupported"),
             _ => ignored(prop, line, warnings, "unknown target"),
         }

@@ -1,16 +1,17 @@
 //! A scripted origin server: records every request it receives (method, target,
 //! headers, body, arrival time) and answers each with whatever the test's handler
-//! returns for it. Plain HTTP/1.1 over `TcpListener`, keep-alive, written by hand so
-//! the test controls every response byte (`Content-Length` included).
+//! returns for it. HTTP/1.1 over `TcpListener`, plain or TLS, keep-alive, written by
+//! hand so the test controls every response byte (`Content-Length` included).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::client::find;
 
@@ -151,13 +152,28 @@ pub struct Origin {
 impl Origin {
     /// Starts an origin on a free loopback port answering with `handler`.
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Origin {
+        Self::start_with(None, handler).await
+    }
+
+    /// Like [`Origin::start`], speaking TLS with `tls`'s certificate.
+    pub async fn start_tls(
+        tls: TlsAcceptor,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
+        Self::start_with(Some(tls), handler).await
+    }
+
+    async fn start_with(
+        tls: Option<TlsAcceptor>,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(State {
             requests: Mutex::new(Vec::new()),
             handler: Box::new(handler),
         });
-        let task = tokio::spawn(accept(listener, Arc::clone(&state)));
+        let task = tokio::spawn(accept(listener, tls, Arc::clone(&state)));
         Origin { addr, state, task }
     }
 
@@ -216,18 +232,27 @@ impl Drop for Origin {
     }
 }
 
-async fn accept(listener: TcpListener, state: Arc<State>) {
+async fn accept(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve(stream, Arc::clone(&state)));
+        let state = Arc::clone(&state);
+        match tls.clone() {
+            None => connections.spawn(serve(stream, state)),
+            Some(acceptor) => connections.spawn(async move {
+                // A client that refuses the certificate ends the handshake: no request.
+                if let Ok(stream) = acceptor.accept(stream).await {
+                    serve(stream, state).await;
+                }
+            }),
+        };
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<State>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<State>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -298,7 +323,7 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
     }
 }
 
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+async fn read_chunked<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let mut chunk = [0u8; 16 * 1024];
     let mut body = Vec::new();
     loop {

@@ -25,6 +25,7 @@ pub struct ProxyBuilder {
     zmq_pull: String,
     zmq_sub: String,
     extra: String,
+    env: Vec<(String, String)>,
 }
 
 impl Default for ProxyBuilder {
@@ -49,7 +50,14 @@ impl ProxyBuilder {
             zmq_pull: String::new(),
             zmq_sub: String::new(),
             extra: String::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the proxy process.
+    pub fn env(mut self, key: &str, value: &str) -> ProxyBuilder {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Sets a `[proxy]` key to a TOML value (written as given: strings need quotes).
@@ -120,6 +128,7 @@ impl ProxyBuilder {
             command.arg("--routes").arg(&routes_path);
         }
         let log_filter = std::env::var("FJORD_TEST_LOG").unwrap_or_else(|_| "info".into());
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         command
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())

@@ -436,6 +436,17 @@ fn target_props_client_cert_and_key() {
 }
 
 #[test]
+fn client_certificates_warn_that_they_are_not_used_yet() {
+    let w = warnings("* o:443,ssl,client_cert=/etc/c.pem,client_key=/etc/k.pem\n");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("client_cert") && w[0].contains("not supported"),
+        "{w:?}"
+    );
+    assert!(w[1].contains("client_key"), "{w:?}");
+}
+
+#[test]
 fn unsupported_target_props_warn() {
     let w = warnings("* o:80,one_event,ipc_file_mode=777");
     assert_eq!(w.len(), 2);

@@ -1,0 +1,156 @@
+//! TLS to origins: routes targets with `ssl` (§7.1), and `insecure` to skip the
+//! certificate check.
+//!
+//! Certificates are checked against the system's trusted roots (`/etc/ssl/certs` on
+//! Debian; `SSL_CERT_FILE` or `SSL_CERT_DIR` point elsewhere), for the target's host
+//! as written in the route: `example.com:443,ssl` must present a certificate for
+//! `example.com`. The roots are read on the first `ssl` request, so a proxy without
+//! TLS origins never reads them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{self, CryptoProvider};
+use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
+
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The two TLS clients an origin may need.
+pub(crate) struct TlsClients {
+    verified: HttpsClient,
+    insecure: HttpsClient,
+}
+
+impl TlsClients {
+    /// `connector` makes the TCP connector (timeouts, `TCP_NODELAY`) shared with plain
+    /// origins; `client` the pool settings.
+    pub fn new(
+        connector: impl Fn() -> HttpConnector,
+        client: impl Fn() -> hyper_util::client::legacy::Builder,
+    ) -> Result<TlsClients, rustls::Error> {
+        // ring, as on the public listener (crate::tls says why the deprecation is fine).
+        #[allow(deprecated)]
+        let provider = Arc::new(crypto::ring::default_provider());
+        let verified = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(system_roots())
+            .with_no_client_auth();
+        let insecure = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        let https = |config: ClientConfig| {
+            let mut tcp = connector();
+            // The TCP connector must accept `https://` URIs to hand them to TLS.
+            tcp.enforce_http(false);
+            let connector = HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(tcp);
+            client().build(connector)
+        };
+        Ok(TlsClients {
+            verified: https(verified),
+            insecure: https(insecure),
+        })
+    }
+
+    pub fn client(&self, insecure: bool) -> &HttpsClient {
+        if insecure {
+            &self.insecure
+        } else {
+            &self.verified
+        }
+    }
+}
+
+/// A client pool builder like the plain origin client's.
+pub(crate) fn pool() -> hyper_util::client::legacy::Builder {
+    Client::builder(TokioExecutor::new())
+}
+
+/// The system's trusted roots. Unreadable or unparsable entries are logged and
+/// skipped; with none at all every verified TLS origin fails its handshake, which is
+/// reported per request.
+fn system_roots() -> RootCertStore {
+    let loaded = rustls_native_certs::load_native_certs();
+    for error in &loaded.errors {
+        tracing::warn!(%error, "skipping a system CA certificate");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
+    if ignored > 0 {
+        tracing::warn!(
+            ignored,
+            "system CA certificates rustls cannot use were skipped"
+        );
+    }
+    if added == 0 {
+        tracing::warn!(
+            "no trusted CA certificates found; TLS origins without `insecure` will fail"
+        );
+    }
+    roots
+}
+
+/// The `insecure` target property: any certificate is accepted, but the handshake's
+/// signatures are still checked, so the connection is encrypted to whoever holds the
+/// presented certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

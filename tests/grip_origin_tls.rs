@@ -1,0 +1,156 @@
+//! Origins reached over TLS (§7.1 target props `ssl` and `insecure`), through a real
+//! `fjord proxy` and an origin serving TLS with a certificate made for the test.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{stream_item, HttpConn, Origin, Proxy, ProxyBuilder, Reply, SLOW};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+/// A self-signed certificate for `localhost`: its PEM file (for the proxy to trust or
+/// not) and an acceptor for the origin.
+struct OriginCertificate {
+    dir: tempfile::TempDir,
+    acceptor: TlsAcceptor,
+}
+
+impl OriginCertificate {
+    fn generate() -> OriginCertificate {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("generate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("ca.pem"), generated.cert.pem()).expect("write");
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+        let chain = vec![CertificateDer::from(generated.cert.der().to_vec())];
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("certificate");
+        OriginCertificate {
+            dir,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+
+    /// The certificate as a CA file, for `SSL_CERT_FILE`.
+    fn ca_file(&self) -> String {
+        self.dir.path().join("ca.pem").display().to_string()
+    }
+}
+
+async fn tls_origin(cert: &OriginCertificate) -> Origin {
+    Origin::start_tls(cert.acceptor.clone(), |_| Reply::stream("t", "opened\n")).await
+}
+
+/// A proxy whose only route is `routes`, trusting `ca_file` as the system's roots.
+async fn proxy(routes: &str, ca_file: &str) -> Proxy {
+    ProxyBuilder::new()
+        .routes_file(routes)
+        .env("SSL_CERT_FILE", ca_file)
+        .start()
+        .await
+}
+
+async fn open(proxy: &Proxy) -> (u16, HttpConn) {
+    let mut conn = proxy.get("/feed").await;
+    let head = conn.read_head(SLOW).await.expect("head");
+    (head.status, conn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssl_target_with_a_trusted_certificate_is_proxied_over_tls() {
+    let cert = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    let proxy = proxy(
+        &format!("* localhost:{},ssl\n", origin.addr.port()),
+        &cert.ca_file(),
+    )
+    .await;
+    let (status, mut conn) = open(&proxy).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conn.read_stream(7, Duration::from_secs(2))
+            .await
+            .expect("initial content"),
+        b"opened\n"
+    );
+    assert_eq!(origin.requests()[0].target, "/feed");
+    proxy.publish_items(&[stream_item("t", "pushed\n")]).await;
+    assert_eq!(
+        conn.read_stream(7, Duration::from_secs(2))
+            .await
+            .expect("published content"),
+        b"pushed\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_origin_certificate_gets_502_and_the_origin_sees_no_request() {
+    let cert = OriginCertificate::generate();
+    let other = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    // The proxy trusts a different certificate than the one the origin presents.
+    let proxy = proxy(
+        &format!("* localhost:{},ssl\n", origin.addr.port()),
+        &other.ca_file(),
+    )
+    .await;
+    let (status, _conn) = open(&proxy).await;
+    assert_eq!(status, 502);
+    assert!(origin.requests().is_empty(), "a request went through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_accepts_an_origin_certificate_nobody_trusts() {
+    let cert = OriginCertificate::generate();
+    let other = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    let proxy = proxy(
+        &format!("* localhost:{},ssl,insecure\n", origin.addr.port()),
+        &other.ca_file(),
+    )
+    .await;
+    let (status, mut conn) = open(&proxy).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conn.read_stream(7, Duration::from_secs(2))
+            .await
+            .expect("initial content"),
+        b"opened\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tls_handshake_moves_on_to_the_next_target() {
+    let cert = OriginCertificate::generate();
+    let other = OriginCertificate::generate();
+    let refused = tls_origin(&cert).await;
+    let plain = Origin::start(|_| Reply::stream("t", "plain\n")).await;
+    let proxy = proxy(
+        &format!(
+            "* localhost:{},ssl localhost:{}\n",
+            refused.addr.port(),
+            plain.addr.port()
+        ),
+        &other.ca_file(),
+    )
+    .await;
+    let (status, mut conn) = open(&proxy).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conn.read_stream(6, Duration::from_secs(2))
+            .await
+            .expect("content of the second target"),
+        b"plain\n"
+    );
+    assert!(refused.requests().is_empty());
+}
