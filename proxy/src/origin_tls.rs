@@ -4,8 +4,11 @@
 //! Certificates are checked against the system's trusted roots (`/etc/ssl/certs` on
 //! Debian; `SSL_CERT_FILE` or `SSL_CERT_DIR` point elsewhere), for the target's host
 //! as written in the route: `example.com:443,ssl` must present a certificate for
-//! `example.com`. The roots are read on the first `ssl` request, so a proxy without
-//! TLS origins never reads them.
+//! `example.com`. That is Pushpin's `trust_connect_host` behaviour; Pushpin's default
+//! (the request's `Host` as server name while connecting to the target) would need a
+//! server name per request, which the pooled connector (one name per URI authority)
+//! cannot carry — not done. The roots are read on the first `ssl` request, so a
+//! proxy without TLS origins never reads them.
 
 use std::sync::Arc;
 
