@@ -1,5 +1,6 @@
-//! Origins reached over TLS (§7.1 target props `ssl` and `insecure`), through a real
-//! `fjord proxy` and an origin serving TLS with a certificate made for the test.
+//! Origins reached over TLS (§7.1 target props `ssl`, `insecure`, `trust_connect_host`),
+//! through a real `fjord proxy` and an origin serving TLS with a certificate made for
+//! the test (for `localhost`).
 
 mod support;
 
@@ -60,8 +61,10 @@ async fn proxy(routes: &str, ca_file: &str) -> Proxy {
         .await
 }
 
-async fn open(proxy: &Proxy) -> (u16, HttpConn) {
-    let mut conn = proxy.get("/feed").await;
+/// `GET /feed` with `Host: host`.
+async fn open_as(proxy: &Proxy, host: &str) -> (u16, HttpConn) {
+    let mut conn = proxy.connect().await;
+    conn.get("/feed", &[("Host", host)]).await;
     let head = conn.read_head(SLOW).await.expect("head");
     (head.status, conn)
 }
@@ -75,7 +78,7 @@ async fn an_ssl_target_with_a_trusted_certificate_is_proxied_over_tls() {
         &cert.ca_file(),
     )
     .await;
-    let (status, mut conn) = open(&proxy).await;
+    let (status, mut conn) = open_as(&proxy, "localhost").await;
     assert_eq!(status, 200);
     assert_eq!(
         conn.read_stream(7, Duration::from_secs(2))
@@ -104,7 +107,7 @@ async fn an_untrusted_origin_certificate_gets_502_and_the_origin_sees_no_request
         &other.ca_file(),
     )
     .await;
-    let (status, _conn) = open(&proxy).await;
+    let (status, _conn) = open_as(&proxy, "localhost").await;
     assert_eq!(status, 502);
     assert!(origin.requests().is_empty(), "a request went through");
 }
@@ -119,7 +122,7 @@ async fn insecure_accepts_an_origin_certificate_nobody_trusts() {
         &other.ca_file(),
     )
     .await;
-    let (status, mut conn) = open(&proxy).await;
+    let (status, mut conn) = open_as(&proxy, "localhost").await;
     assert_eq!(status, 200);
     assert_eq!(
         conn.read_stream(7, Duration::from_secs(2))
@@ -144,7 +147,7 @@ async fn a_failed_tls_handshake_moves_on_to_the_next_target() {
         &other.ca_file(),
     )
     .await;
-    let (status, mut conn) = open(&proxy).await;
+    let (status, mut conn) = open_as(&proxy, "localhost").await;
     assert_eq!(status, 200);
     assert_eq!(
         conn.read_stream(6, Duration::from_secs(2))
@@ -153,4 +156,59 @@ async fn a_failed_tls_handshake_moves_on_to_the_next_target() {
         b"plain\n"
     );
     assert!(refused.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ip_target_is_checked_for_the_requests_host_as_pushpin_does() {
+    let cert = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    let proxy = proxy(
+        &format!("* 127.0.0.1:{},ssl\n", origin.addr.port()),
+        &cert.ca_file(),
+    )
+    .await;
+    let (status, mut conn) = open_as(&proxy, "localhost").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conn.read_stream(7, Duration::from_secs(2))
+            .await
+            .expect("initial content"),
+        b"opened\n"
+    );
+    // A Host the certificate is not for fails the check.
+    let (status, _conn) = open_as(&proxy, "elsewhere.test").await;
+    assert_eq!(status, 502);
+    assert_eq!(origin.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_override_names_the_certificate() {
+    let cert = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    let proxy = proxy(
+        &format!("* 127.0.0.1:{},ssl,host=localhost\n", origin.addr.port()),
+        &cert.ca_file(),
+    )
+    .await;
+    let (status, _conn) = open_as(&proxy, "fjord.test").await;
+    assert_eq!(status, 200);
+    assert_eq!(origin.requests()[0].header("host"), Some("localhost"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_connect_host_checks_the_targets_own_host() {
+    let cert = OriginCertificate::generate();
+    let origin = tls_origin(&cert).await;
+    // The certificate is for `localhost`, not for the address the target names.
+    let proxy = proxy(
+        &format!(
+            "* 127.0.0.1:{},ssl,trust_connect_host\n",
+            origin.addr.port()
+        ),
+        &cert.ca_file(),
+    )
+    .await;
+    let (status, _conn) = open_as(&proxy, "localhost").await;
+    assert_eq!(status, 502);
+    assert!(origin.requests().is_empty());
 }

@@ -17,8 +17,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use rustls_pki_types::ServerName;
 
-use crate::origin_tls::{self, TlsClients};
+use crate::origin_tls::{self, NamedSendError, TlsClients};
 use crate::route::{OriginTarget, Route};
 
 /// Request headers never forwarded (§1.1): hop-by-hop, and `Accept-Encoding` because
@@ -195,6 +196,25 @@ fn grip_sig_for(route: &Route, sig: &SigSettings) -> Option<HeaderValue> {
     HeaderValue::from_str(&token).ok()
 }
 
+/// The name a TLS target's certificate is checked for when it is not the target's own
+/// host (crate::origin_tls): the host of the `Host` header being sent, unless the
+/// target has `trust_connect_host`.
+fn other_server_name(target: &OriginTarget, headers: &HeaderMap) -> Option<ServerName<'static>> {
+    if target.trust_connect_host {
+        return None;
+    }
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let authority = host.parse::<http::uri::Authority>().ok()?;
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if name.eq_ignore_ascii_case(&target.host) {
+        return None;
+    }
+    ServerName::try_from(name.to_owned()).ok()
+}
+
 /// The HTTP client for origins: pooled connections, plain HTTP or TLS (`ssl` targets).
 #[derive(Clone)]
 pub struct OriginClient {
@@ -273,13 +293,32 @@ impl OriginClient {
                 }
             }
             let sent = if target.ssl {
-                let client = match self.tls() {
-                    Ok(tls) => tls.client(target.insecure),
+                let tls = match self.tls() {
+                    Ok(tls) => tls,
                     Err(e) => {
                         last_error = e;
                         continue;
                     }
                 };
+                if let Some(name) = other_server_name(target, outgoing.headers()) {
+                    *outgoing.uri_mut() = Uri::try_from(request.path_and_query.as_str())
+                        .map_err(|e| OriginError::Uri(e.to_string()))?;
+                    let send =
+                        tls.send_named(&target.host, target.port, name, target.insecure, outgoing);
+                    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, send).await {
+                        Err(_) => return Err(OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT)),
+                        Ok(Ok(response)) => return Ok(response),
+                        Ok(Err(NamedSendError::Connect(e))) => {
+                            last_error =
+                                OriginError::Connect(format!("{}: {e}", target.authority()));
+                            continue;
+                        }
+                        Ok(Err(NamedSendError::Request(e))) => {
+                            return Err(OriginError::Request(e.to_string()))
+                        }
+                    }
+                }
+                let client = tls.client(target.insecure);
                 tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, client.request(outgoing)).await
             } else {
                 tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, self.client.request(outgoing)).await

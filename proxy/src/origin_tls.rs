@@ -1,14 +1,14 @@
-//! TLS to origins: routes targets with `ssl` (§7.1), and `insecure` to skip the
-//! certificate check.
+//! TLS to origins: routes targets with `ssl` (§7.1), `insecure` to skip the
+//! certificate check, `trust_connect_host` to check it for the target's host.
 //!
 //! Certificates are checked against the system's trusted roots (`/etc/ssl/certs` on
-//! Debian; `SSL_CERT_FILE` or `SSL_CERT_DIR` point elsewhere), for the target's host
-//! as written in the route: `example.com:443,ssl` must present a certificate for
-//! `example.com`. That is Pushpin's `trust_connect_host` behaviour; Pushpin's default
-//! (the request's `Host` as server name while connecting to the target) would need a
-//! server name per request, which the pooled connector (one name per URI authority)
-//! cannot carry — not done. The roots are read on the first `ssl` request, so a
-//! proxy without TLS origins never reads them.
+//! Debian; `SSL_CERT_FILE` or `SSL_CERT_DIR` point elsewhere). As in Pushpin, the name
+//! checked (and sent as SNI) is the host of the request's `Host` header — the client's,
+//! or the target's `host=` — so a target may be an IP address; `trust_connect_host`
+//! checks the target's host instead. When the two names are the same, requests share
+//! a pool of kept-alive connections; otherwise each request opens its own, since the
+//! pool knows a connection only by the address it was made to. The roots are read on
+//! the first `ssl` request, so a proxy without TLS origins never reads them.
 
 use std::sync::Arc;
 
@@ -17,20 +17,39 @@ use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// As for plain origins (crate::origin).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The two TLS clients an origin may need.
+/// The two TLS clients an origin may need, pooled by target address, and their
+/// configurations for connections made per request to another server name.
 pub(crate) struct TlsClients {
     verified: HttpsClient,
     insecure: HttpsClient,
+    verified_config: Arc<ClientConfig>,
+    insecure_config: Arc<ClientConfig>,
+}
+
+/// Why a request on its own connection failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NamedSendError {
+    /// No connection came about (refused, timed out, handshake failed): the next
+    /// target may be tried.
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Request(hyper::Error),
 }
 
 impl TlsClients {
@@ -52,6 +71,13 @@ impl TlsClients {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth();
+        let with_http11 = |config: &ClientConfig| {
+            let mut config = config.clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        };
+        let verified_config = with_http11(&verified);
+        let insecure_config = with_http11(&insecure);
         let https = |config: ClientConfig| {
             let mut tcp = connector();
             // The TCP connector must accept `https://` URIs to hand them to TLS.
@@ -66,7 +92,52 @@ impl TlsClients {
         Ok(TlsClients {
             verified: https(verified),
             insecure: https(insecure),
+            verified_config,
+            insecure_config,
         })
+    }
+
+    /// Sends `request` (origin-form URI) over a new TLS connection to `host:port`
+    /// whose certificate is checked for `server_name`.
+    pub async fn send_named(
+        &self,
+        host: &str,
+        port: u16,
+        server_name: ServerName<'static>,
+        insecure: bool,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, NamedSendError> {
+        let connect = |e: &dyn std::fmt::Display| NamedSendError::Connect(e.to_string());
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| connect(&"connect timed out"))?
+            .map_err(|e| connect(&e))?;
+        let _ = tcp.set_nodelay(true);
+        let config = if insecure {
+            &self.insecure_config
+        } else {
+            &self.verified_config
+        };
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TlsConnector::from(Arc::clone(config)).connect(server_name, tcp),
+        )
+        .await
+        .map_err(|_| connect(&"TLS handshake timed out"))?
+        .map_err(|e| connect(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| connect(&e))?;
+        // Ends once the response is read: the sender is dropped below.
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "origin connection ended with an error");
+            }
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(NamedSendError::Request)
     }
 
     pub fn client(&self, insecure: bool) -> &HttpsClient {
