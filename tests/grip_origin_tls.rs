@@ -212,3 +212,85 @@ async fn trust_connect_host_checks_the_targets_own_host() {
     assert_eq!(status, 502);
     assert!(origin.requests().is_empty());
 }
+
+/// A CA, a client certificate it signed (written as `client.pem`/`client-key.pem`
+/// beside `ca.pem`), and an origin acceptor that requires a client certificate from
+/// that CA.
+fn origin_requiring_client_certificates(cert: &OriginCertificate) -> TlsAcceptor {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["fjord-proxy".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("client certificate");
+    std::fs::write(cert.dir.path().join("client.pem"), client.pem()).expect("write");
+    std::fs::write(
+        cert.dir.path().join("client-key.pem"),
+        client_key.serialize_pem(),
+    )
+    .expect("write");
+
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("server");
+    std::fs::write(cert.dir.path().join("ca.pem"), generated.cert.pem()).expect("write");
+    let mut client_roots = rustls::RootCertStore::empty();
+    client_roots
+        .add(CertificateDer::from(ca.der().to_vec()))
+        .expect("client CA");
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(client_roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .expect("client verifier");
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(generated.cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der())),
+        )
+        .expect("server certificate");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_is_presented_to_an_origin_that_requires_one() {
+    let cert = OriginCertificate::generate();
+    let acceptor = origin_requiring_client_certificates(&cert);
+    let origin = Origin::start_tls(acceptor, |_| Reply::stream("t", "opened\n")).await;
+    let port = origin.addr.port();
+    let dir = cert.dir.path().display().to_string();
+    // Paths relative to the routes file are not usable here (it lives in the proxy's
+    // own temporary directory), so they are absolute.
+    let with_identity = proxy(
+        &format!(
+            "* localhost:{port},ssl,client_cert={dir}/client.pem,client_key={dir}/client-key.pem\n"
+        ),
+        &cert.ca_file(),
+    )
+    .await;
+    let (status, mut conn) = open_as(&with_identity, "localhost").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conn.read_stream(7, Duration::from_secs(2))
+            .await
+            .expect("initial content"),
+        b"opened\n"
+    );
+
+    let without = proxy(&format!("* localhost:{port},ssl\n"), &cert.ca_file()).await;
+    let (status, _conn) = open_as(&without, "localhost").await;
+    assert_eq!(
+        status, 502,
+        "the origin refuses a client without a certificate"
+    );
+    assert_eq!(origin.requests().len(), 1);
+}

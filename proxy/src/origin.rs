@@ -300,11 +300,36 @@ impl OriginClient {
                         continue;
                     }
                 };
-                if let Some(name) = other_server_name(target, outgoing.headers()) {
+                let name = other_server_name(target, outgoing.headers());
+                let identity = match (&target.client_cert, &target.client_key) {
+                    (Some(cert), Some(key)) => {
+                        match tls.identity_config(cert, key, target.insecure) {
+                            Ok(config) => Some(config),
+                            Err(e) => {
+                                last_error = OriginError::Connect(format!(
+                                    "{}: client certificate: {e}",
+                                    target.authority()
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                if name.is_some() || identity.is_some() {
+                    let name =
+                        match name.map_or_else(|| ServerName::try_from(target.host.clone()), Ok) {
+                            Ok(name) => name,
+                            Err(e) => {
+                                last_error =
+                                    OriginError::Connect(format!("{}: {e}", target.authority()));
+                                continue;
+                            }
+                        };
+                    let config = identity.unwrap_or_else(|| tls.config(target.insecure));
                     *outgoing.uri_mut() = Uri::try_from(request.path_and_query.as_str())
                         .map_err(|e| OriginError::Uri(e.to_string()))?;
-                    let send =
-                        tls.send_named(&target.host, target.port, name, target.insecure, outgoing);
+                    let send = tls.send_named(&target.host, target.port, name, config, outgoing);
                     match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, send).await {
                         Err(_) => return Err(OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT)),
                         Ok(Ok(response)) => return Ok(response),

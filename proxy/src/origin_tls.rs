@@ -10,7 +10,9 @@
 //! pool knows a connection only by the address it was made to. The roots are read on
 //! the first `ssl` request, so a proxy without TLS origins never reads them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -39,6 +41,11 @@ pub(crate) struct TlsClients {
     insecure: HttpsClient,
     verified_config: Arc<ClientConfig>,
     insecure_config: Arc<ClientConfig>,
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+    /// Configurations presenting a client certificate (`client_cert`/`client_key`),
+    /// by certificate file, key file and `insecure`; made on first use.
+    identities: Mutex<HashMap<(String, String, bool), Arc<ClientConfig>>>,
 }
 
 /// Why a request on its own connection failed.
@@ -62,14 +69,15 @@ impl TlsClients {
         // ring, as on the public listener (crate::tls says why the deprecation is fine).
         #[allow(deprecated)]
         let provider = Arc::new(crypto::ring::default_provider());
+        let roots = Arc::new(system_roots());
         let verified = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(system_roots())
+            .with_root_certificates(Arc::clone(&roots))
             .with_no_client_auth();
         let insecure = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(Arc::clone(&provider))))
             .with_no_client_auth();
         let with_http11 = |config: &ClientConfig| {
             let mut config = config.clone();
@@ -94,7 +102,56 @@ impl TlsClients {
             insecure: https(insecure),
             verified_config,
             insecure_config,
+            provider,
+            roots,
+            identities: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The configuration for a connection made per request.
+    pub fn config(&self, insecure: bool) -> Arc<ClientConfig> {
+        Arc::clone(if insecure {
+            &self.insecure_config
+        } else {
+            &self.verified_config
+        })
+    }
+
+    /// The configuration presenting the client certificate in `cert` (PEM chain) with
+    /// the private key in `key`. The files are read once; an unreadable or unusable
+    /// pair is an error for each request, so fixing the files needs a restart.
+    pub fn identity_config(
+        &self,
+        cert: &str,
+        key: &str,
+        insecure: bool,
+    ) -> Result<Arc<ClientConfig>, String> {
+        let mut identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (cert.to_owned(), key.to_owned(), insecure);
+        if let Some(config) = identities.get(&id) {
+            return Ok(Arc::clone(config));
+        }
+        let chain = crate::tls::read_certs(Path::new(cert)).map_err(|e| e.to_string())?;
+        let private = crate::tls::read_key(Path::new(key)).map_err(|e| e.to_string())?;
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = if insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(Arc::clone(
+                    &self.provider,
+                ))))
+        } else {
+            builder.with_root_certificates(Arc::clone(&self.roots))
+        };
+        let mut config = builder
+            .with_client_auth_cert(chain, private)
+            .map_err(|e| format!("{key} cannot be used with {cert}: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        identities.insert(id, Arc::clone(&config));
+        Ok(config)
     }
 
     /// Sends `request` (origin-form URI) over a new TLS connection to `host:port`
@@ -104,7 +161,7 @@ impl TlsClients {
         host: &str,
         port: u16,
         server_name: ServerName<'static>,
-        insecure: bool,
+        config: Arc<ClientConfig>,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<hyper::body::Incoming>, NamedSendError> {
         let connect = |e: &dyn std::fmt::Display| NamedSendError::Connect(e.to_string());
@@ -113,14 +170,9 @@ impl TlsClients {
             .map_err(|_| connect(&"connect timed out"))?
             .map_err(|e| connect(&e))?;
         let _ = tcp.set_nodelay(true);
-        let config = if insecure {
-            &self.insecure_config
-        } else {
-            &self.verified_config
-        };
         let tls = tokio::time::timeout(
             CONNECT_TIMEOUT,
-            TlsConnector::from(Arc::clone(config)).connect(server_name, tcp),
+            TlsConnector::from(config).connect(server_name, tcp),
         )
         .await
         .map_err(|_| connect(&"TLS handshake timed out"))?

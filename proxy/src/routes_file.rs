@@ -399,6 +399,15 @@ fn non_empty(prop: &Prop) -> Option<String> {
     prop.value.clone().filter(|v| !v.is_empty())
 }
 
+/// A file named by a target prop (`client_cert`, `client_key`) is relative to the
+/// routes file.
+fn resolve_path(path: String, base_dir: Option<&Path>) -> String {
+    match base_dir {
+        Some(dir) if Path::new(&path).is_relative() => dir.join(path).display().to_string(),
+        _ => path,
+    }
+}
+
 /// Pushpin's `sig_key=file:…` in a routes file is relative to the file.
 fn resolve_key_path(key: String, base_dir: Option<&Path>) -> String {
     match (key.strip_prefix("file:"), base_dir) {
@@ -506,7 +515,7 @@ fn build_route(
         (None, None) => PathRewrite::default(),
     };
 
-    route.target = build_target(&targets, line, warnings)?;
+    route.target = build_target(&targets, line, base_dir, warnings)?;
     route.explicit_id = explicit_id.is_some();
     route.id = explicit_id.unwrap_or_else(|| cond.derived_id());
     route.condition = cond;
@@ -529,6 +538,7 @@ fn parse_header(prop: &Prop, line: usize) -> Result<RouteHeader, LineError> {
 fn build_target(
     targets: &[Section],
     line: usize,
+    base_dir: Option<&Path>,
     warnings: &mut Vec<RouteWarning>,
 ) -> Result<RouteTarget, LineError> {
     let mut origins = Vec::with_capacity(targets.len());
@@ -541,7 +551,7 @@ fn build_target(
             }
             continue;
         }
-        origins.push(parse_origin(section, line, warnings)?);
+        origins.push(parse_origin(section, line, base_dir, warnings)?);
     }
     match test {
         Some(t) if !origins.is_empty() => {
@@ -556,6 +566,7 @@ fn build_target(
 fn parse_origin(
     section: &Section,
     line: usize,
+    base_dir: Option<&Path>,
     warnings: &mut Vec<RouteWarning>,
 ) -> Result<OriginTarget, LineError> {
     let fail = |kind| Err(line_error(line, section.column, &section.raw, kind));
@@ -596,21 +607,19 @@ fn parse_origin(
             "over_http" => target.over_http = flag(prop, line, warnings),
             "host" => target.host_header = non_empty(prop),
             "sub" => target.subscriptions.extend(non_empty(prop)),
-            "client_cert" | "client_key" => {
-                if prop.name == "client_cert" {
-                    target.client_cert = non_empty(prop);
-                } else {
-                    target.client_key = non_empty(prop);
-                }
-                let message = format!(
-                    "`{}` is not supported yet: the origin is connected without a client certificate",
-                    prop.name
-                );
-                warn(warnings, line, &prop.raw, message);
+            "client_cert" => {
+                target.client_cert = non_empty(prop).map(|p| resolve_path(p, base_dir))
             }
+            "client_key" => target.client_key = non_empty(prop).map(|p| resolve_path(p, base_dir)),
             "one_event" | "ipc_file_mode" => ignored(prop, line, warnings, "unsupported"),
             _ => ignored(prop, line, warnings, "unknown target"),
         }
+    }
+    if target.client_cert.is_some() != target.client_key.is_some() {
+        let message = "`client_cert` and `client_key` go together; without both the origin \
+                       is connected without a client certificate"
+            .to_owned();
+        warn(warnings, line, &section.raw, message);
     }
     Ok(target)
 }

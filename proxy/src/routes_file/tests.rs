@@ -267,6 +267,22 @@ fn relative_sig_key_file_resolves_against_routes_file_dir() {
 }
 
 #[test]
+fn relative_client_certificate_files_resolve_against_routes_file_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routes");
+    std::fs::write(
+        &path,
+        "* o:443,ssl,client_cert=tls/c.pem,client_key=/abs/k.pem\n",
+    )
+    .unwrap();
+    let t = load_routes_file(&path).unwrap();
+    let target = &origins(&t.routes()[0])[0];
+    let expected = dir.path().join("tls/c.pem").display().to_string();
+    assert_eq!(target.client_cert.as_deref(), Some(expected.as_str()));
+    assert_eq!(target.client_key.as_deref(), Some("/abs/k.pem"));
+}
+
+#[test]
 fn prop_no_grip_and_debug() {
     let r = one("*,no_grip,debug o:80");
     assert!(r.no_grip && r.debug);
@@ -436,14 +452,11 @@ fn target_props_client_cert_and_key() {
 }
 
 #[test]
-fn client_certificates_warn_that_they_are_not_used_yet() {
-    let w = warnings("* o:443,ssl,client_cert=/etc/c.pem,client_key=/etc/k.pem\n");
-    assert_eq!(w.len(), 2, "{w:?}");
-    assert!(
-        w[0].contains("client_cert") && w[0].contains("not supported"),
-        "{w:?}"
-    );
-    assert!(w[1].contains("client_key"), "{w:?}");
+fn a_client_cert_without_its_key_warns() {
+    let w = warnings("* o:443,ssl,client_cert=/etc/c.pem\n");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("go together"), "{w:?}");
+    assert!(warnings("* o:443,ssl,client_cert=/c.pem,client_key=/k.pem\n").is_empty());
 }
 
 #[test]
