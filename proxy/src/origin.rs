@@ -17,9 +17,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use rustls_pki_types::ServerName;
+use hyper_util::rt::TokioExecutor;
 
-use crate::origin_tls::{self, NamedSendError, TlsClients};
+use crate::origin_tls::TlsClients;
 use crate::route::{OriginTarget, Route};
 
 /// Request headers never forwarded (§1.1): hop-by-hop, and `Accept-Encoding` because
@@ -196,23 +196,58 @@ fn grip_sig_for(route: &Route, sig: &SigSettings) -> Option<HeaderValue> {
     HeaderValue::from_str(&token).ok()
 }
 
-/// The name a TLS target's certificate is checked for when it is not the target's own
-/// host (crate::origin_tls): the host of the `Host` header being sent, unless the
-/// target has `trust_connect_host`.
-fn other_server_name(target: &OriginTarget, headers: &HeaderMap) -> Option<ServerName<'static>> {
-    if target.trust_connect_host {
-        return None;
+/// The request an attempt at `target` sends: an absolute `http`/`https` URI (the
+/// pooled clients key connections by it), and `Host` from the target's `host=`, else
+/// the client's, else the target's address.
+fn outgoing_request(
+    target: &OriginTarget,
+    request: &OriginRequest,
+) -> Result<Request<Full<Bytes>>, OriginError> {
+    let scheme = if target.ssl { "https" } else { "http" };
+    let uri: Uri = format!(
+        "{scheme}://{}{}",
+        target.authority(),
+        request.path_and_query
+    )
+    .parse()
+    .map_err(|e: http::uri::InvalidUri| OriginError::Uri(e.to_string()))?;
+    let mut outgoing = Request::builder()
+        .method(request.method.clone())
+        .uri(uri)
+        .body(Full::new(request.body.clone()))
+        .map_err(|e| OriginError::Request(e.to_string()))?;
+    *outgoing.headers_mut() = request.headers.clone();
+    if let Some(host) = &target.host_header {
+        if let Ok(value) = HeaderValue::from_str(host) {
+            outgoing.headers_mut().insert(http::header::HOST, value);
+        }
     }
-    let host = headers.get(http::header::HOST)?.to_str().ok()?;
-    let authority = host.parse::<http::uri::Authority>().ok()?;
-    let name = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if name.eq_ignore_ascii_case(&target.host) {
-        return None;
+    if !outgoing.headers().contains_key(http::header::HOST) {
+        if let Ok(value) = HeaderValue::from_str(&target.authority()) {
+            outgoing.headers_mut().insert(http::header::HOST, value);
+        }
     }
-    ServerName::try_from(name.to_owned()).ok()
+    Ok(outgoing)
+}
+
+/// Why one attempt at a target got no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection came about (refused, timed out, TLS handshake failed): the next
+    /// target may be tried.
+    Unreachable(String),
+    /// The request failed on an established connection.
+    Failed(String),
+}
+
+impl SendError {
+    pub(crate) fn from_pooled(error: hyper_util::client::legacy::Error) -> SendError {
+        if error.is_connect() {
+            SendError::Unreachable(error.to_string())
+        } else {
+            SendError::Failed(error.to_string())
+        }
+    }
 }
 
 /// The HTTP client for origins: pooled connections, plain HTTP or TLS (`ssl` targets).
@@ -238,7 +273,7 @@ fn tcp_connector() -> HttpConnector {
 }
 
 fn pool() -> hyper_util::client::legacy::Builder {
-    let mut builder = origin_tls::pool();
+    let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_idle_timeout(Duration::from_secs(30));
     builder
 }
@@ -251,13 +286,6 @@ impl OriginClient {
         }
     }
 
-    fn tls(&self) -> Result<&TlsClients, OriginError> {
-        self.tls
-            .get_or_init(|| TlsClients::new(tcp_connector, pool).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| OriginError::Connect(format!("TLS to origins is unavailable: {e}")))
-    }
-
     /// Sends `request` to the route's targets, trying the next one only when
     /// connecting fails (§7.1: no load balancing); a TLS handshake that fails (an
     /// untrusted certificate, say) counts as a failed connect.
@@ -268,96 +296,40 @@ impl OriginClient {
     ) -> Result<Response<Incoming>, OriginError> {
         let mut last_error = OriginError::NoTarget;
         for target in targets {
-            let scheme = if target.ssl { "https" } else { "http" };
-            let uri: Uri = format!(
-                "{scheme}://{}{}",
-                target.authority(),
-                request.path_and_query
-            )
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| OriginError::Uri(e.to_string()))?;
-            let mut outgoing = Request::builder()
-                .method(request.method.clone())
-                .uri(uri)
-                .body(Full::new(request.body.clone()))
-                .map_err(|e| OriginError::Request(e.to_string()))?;
-            *outgoing.headers_mut() = request.headers.clone();
-            if let Some(host) = &target.host_header {
-                if let Ok(value) = HeaderValue::from_str(host) {
-                    outgoing.headers_mut().insert(http::header::HOST, value);
+            let outgoing = outgoing_request(target, request)?;
+            let attempt =
+                tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, self.attempt(target, outgoing))
+                    .await
+                    .map_err(|_| OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT))?;
+            match attempt {
+                Ok(response) => return Ok(response),
+                Err(SendError::Unreachable(reason)) => {
+                    last_error = OriginError::Connect(format!("{}: {reason}", target.authority()));
                 }
-            }
-            if !outgoing.headers().contains_key(http::header::HOST) {
-                if let Ok(value) = HeaderValue::from_str(&target.authority()) {
-                    outgoing.headers_mut().insert(http::header::HOST, value);
-                }
-            }
-            let sent = if target.ssl {
-                let tls = match self.tls() {
-                    Ok(tls) => tls,
-                    Err(e) => {
-                        last_error = e;
-                        continue;
-                    }
-                };
-                let name = other_server_name(target, outgoing.headers());
-                let identity = match (&target.client_cert, &target.client_key) {
-                    (Some(cert), Some(key)) => {
-                        match tls.identity_config(cert, key, target.insecure) {
-                            Ok(config) => Some(config),
-                            Err(e) => {
-                                last_error = OriginError::Connect(format!(
-                                    "{}: client certificate: {e}",
-                                    target.authority()
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                    _ => None,
-                };
-                if name.is_some() || identity.is_some() {
-                    let name =
-                        match name.map_or_else(|| ServerName::try_from(target.host.clone()), Ok) {
-                            Ok(name) => name,
-                            Err(e) => {
-                                last_error =
-                                    OriginError::Connect(format!("{}: {e}", target.authority()));
-                                continue;
-                            }
-                        };
-                    let config = identity.unwrap_or_else(|| tls.config(target.insecure));
-                    *outgoing.uri_mut() = Uri::try_from(request.path_and_query.as_str())
-                        .map_err(|e| OriginError::Uri(e.to_string()))?;
-                    let send = tls.send_named(&target.host, target.port, name, config, outgoing);
-                    match tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, send).await {
-                        Err(_) => return Err(OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT)),
-                        Ok(Ok(response)) => return Ok(response),
-                        Ok(Err(NamedSendError::Connect(e))) => {
-                            last_error =
-                                OriginError::Connect(format!("{}: {e}", target.authority()));
-                            continue;
-                        }
-                        Ok(Err(NamedSendError::Request(e))) => {
-                            return Err(OriginError::Request(e.to_string()))
-                        }
-                    }
-                }
-                let client = tls.client(target.insecure);
-                tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, client.request(outgoing)).await
-            } else {
-                tokio::time::timeout(ORIGIN_RESPONSE_TIMEOUT, self.client.request(outgoing)).await
-            };
-            match sent {
-                Err(_) => return Err(OriginError::Timeout(ORIGIN_RESPONSE_TIMEOUT)),
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(e)) if e.is_connect() => {
-                    last_error = OriginError::Connect(format!("{}: {e}", target.authority()));
-                }
-                Ok(Err(e)) => return Err(OriginError::Request(e.to_string())),
+                Err(SendError::Failed(reason)) => return Err(OriginError::Request(reason)),
             }
         }
         Err(last_error)
+    }
+
+    async fn attempt(
+        &self,
+        target: &OriginTarget,
+        outgoing: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if !target.ssl {
+            return self
+                .client
+                .request(outgoing)
+                .await
+                .map_err(SendError::from_pooled);
+        }
+        let tls = self
+            .tls
+            .get_or_init(|| TlsClients::new(tcp_connector, pool).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| SendError::Unreachable(format!("TLS to origins is unavailable: {e}")))?;
+        tls.send(target, outgoing).await
     }
 
     /// Fires a request and forgets it (gone links, §6.5): best effort, no retry.

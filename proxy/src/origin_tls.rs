@@ -15,11 +15,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::client::danger::{
@@ -28,6 +29,9 @@ use tokio_rustls::rustls::client::danger::{
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio_rustls::TlsConnector;
+
+use crate::origin::SendError;
+use crate::route::OriginTarget;
 
 /// As for plain origins (crate::origin).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -46,17 +50,6 @@ pub(crate) struct TlsClients {
     /// Configurations presenting a client certificate (`client_cert`/`client_key`),
     /// by certificate file, key file and `insecure`; made on first use.
     identities: Mutex<HashMap<(String, String, bool), Arc<ClientConfig>>>,
-}
-
-/// Why a request on its own connection failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum NamedSendError {
-    /// No connection came about (refused, timed out, handshake failed): the next
-    /// target may be tried.
-    #[error("{0}")]
-    Connect(String),
-    #[error("{0}")]
-    Request(hyper::Error),
 }
 
 impl TlsClients {
@@ -109,7 +102,7 @@ impl TlsClients {
     }
 
     /// The configuration for a connection made per request.
-    pub fn config(&self, insecure: bool) -> Arc<ClientConfig> {
+    fn config(&self, insecure: bool) -> Arc<ClientConfig> {
         Arc::clone(if insecure {
             &self.insecure_config
         } else {
@@ -120,7 +113,7 @@ impl TlsClients {
     /// The configuration presenting the client certificate in `cert` (PEM chain) with
     /// the private key in `key`. The files are read once; an unreadable or unusable
     /// pair is an error for each request, so fixing the files needs a restart.
-    pub fn identity_config(
+    fn identity_config(
         &self,
         cert: &str,
         key: &str,
@@ -154,17 +147,62 @@ impl TlsClients {
         Ok(config)
     }
 
+    /// Sends `request` (absolute `https` URI) to `target`: on a pooled connection when
+    /// the certificate is checked for the target's own host and no client certificate
+    /// is presented, else on a connection of its own (module documentation).
+    pub async fn send(
+        &self,
+        target: &OriginTarget,
+        mut request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let name = other_server_name(target, request.headers());
+        let identity = match (&target.client_cert, &target.client_key) {
+            (Some(cert), Some(key)) => Some(
+                self.identity_config(cert, key, target.insecure)
+                    .map_err(|e| SendError::Unreachable(format!("client certificate: {e}")))?,
+            ),
+            _ => None,
+        };
+        if name.is_none() && identity.is_none() {
+            let client = if target.insecure {
+                &self.insecure
+            } else {
+                &self.verified
+            };
+            return client
+                .request(request)
+                .await
+                .map_err(SendError::from_pooled);
+        }
+        let name = match name {
+            Some(name) => name,
+            None => ServerName::try_from(target.host.clone())
+                .map_err(|e| SendError::Unreachable(e.to_string()))?,
+        };
+        let config = identity.unwrap_or_else(|| self.config(target.insecure));
+        // A connection of its own takes the request in origin form.
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        *request.uri_mut() =
+            http::Uri::try_from(path).map_err(|e| SendError::Failed(e.to_string()))?;
+        self.send_named(&target.host, target.port, name, config, request)
+            .await
+    }
+
     /// Sends `request` (origin-form URI) over a new TLS connection to `host:port`
     /// whose certificate is checked for `server_name`.
-    pub async fn send_named(
+    async fn send_named(
         &self,
         host: &str,
         port: u16,
         server_name: ServerName<'static>,
         config: Arc<ClientConfig>,
         request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<hyper::body::Incoming>, NamedSendError> {
-        let connect = |e: &dyn std::fmt::Display| NamedSendError::Connect(e.to_string());
+    ) -> Result<http::Response<hyper::body::Incoming>, SendError> {
+        let connect = |e: &dyn std::fmt::Display| SendError::Unreachable(e.to_string());
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
             .await
             .map_err(|_| connect(&"connect timed out"))?
@@ -189,21 +227,27 @@ impl TlsClients {
         sender
             .send_request(request)
             .await
-            .map_err(NamedSendError::Request)
-    }
-
-    pub fn client(&self, insecure: bool) -> &HttpsClient {
-        if insecure {
-            &self.insecure
-        } else {
-            &self.verified
-        }
+            .map_err(|e| SendError::Failed(e.to_string()))
     }
 }
 
-/// A client pool builder like the plain origin client's.
-pub(crate) fn pool() -> hyper_util::client::legacy::Builder {
-    Client::builder(TokioExecutor::new())
+/// The name a TLS target's certificate is checked for when it is not the target's own
+/// host: the host of the `Host` header being sent, unless the target has
+/// `trust_connect_host`.
+fn other_server_name(target: &OriginTarget, headers: &HeaderMap) -> Option<ServerName<'static>> {
+    if target.trust_connect_host {
+        return None;
+    }
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let authority = host.parse::<http::uri::Authority>().ok()?;
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if name.eq_ignore_ascii_case(&target.host) {
+        return None;
+    }
+    ServerName::try_from(name.to_owned()).ok()
 }
 
 /// The system's trusted roots. Unreadable or unparsable entries are logged and
