@@ -69,6 +69,19 @@ async fn open_as(proxy: &Proxy, host: &str) -> (u16, HttpConn) {
     (head.status, conn)
 }
 
+/// `GET /feed` with `Host: host` reaches the origin's stream hold: `200` and the
+/// hold's initial content, `expected`.
+async fn open_stream_as(proxy: &Proxy, host: &str, expected: &[u8]) -> HttpConn {
+    let (status, mut conn) = open_as(proxy, host).await;
+    assert_eq!(status, 200);
+    let initial = conn
+        .read_stream(expected.len(), Duration::from_secs(2))
+        .await
+        .expect("initial content");
+    assert_eq!(initial, expected);
+    conn
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssl_target_with_a_trusted_certificate_is_proxied_over_tls() {
     let cert = OriginCertificate::generate();
@@ -78,14 +91,7 @@ async fn an_ssl_target_with_a_trusted_certificate_is_proxied_over_tls() {
         &cert.ca_file(),
     )
     .await;
-    let (status, mut conn) = open_as(&proxy, "localhost").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        conn.read_stream(7, Duration::from_secs(2))
-            .await
-            .expect("initial content"),
-        b"opened\n"
-    );
+    let mut conn = open_stream_as(&proxy, "localhost", b"opened\n").await;
     assert_eq!(origin.requests()[0].target, "/feed");
     proxy.publish_items(&[stream_item("t", "pushed\n")]).await;
     assert_eq!(
@@ -122,14 +128,7 @@ async fn insecure_accepts_an_origin_certificate_nobody_trusts() {
         &other.ca_file(),
     )
     .await;
-    let (status, mut conn) = open_as(&proxy, "localhost").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        conn.read_stream(7, Duration::from_secs(2))
-            .await
-            .expect("initial content"),
-        b"opened\n"
-    );
+    open_stream_as(&proxy, "localhost", b"opened\n").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,14 +146,7 @@ async fn a_failed_tls_handshake_moves_on_to_the_next_target() {
         &other.ca_file(),
     )
     .await;
-    let (status, mut conn) = open_as(&proxy, "localhost").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        conn.read_stream(6, Duration::from_secs(2))
-            .await
-            .expect("content of the second target"),
-        b"plain\n"
-    );
+    open_stream_as(&proxy, "localhost", b"plain\n").await;
     assert!(refused.requests().is_empty());
 }
 
@@ -167,14 +159,7 @@ async fn an_ip_target_is_checked_for_the_requests_host_as_pushpin_does() {
         &cert.ca_file(),
     )
     .await;
-    let (status, mut conn) = open_as(&proxy, "localhost").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        conn.read_stream(7, Duration::from_secs(2))
-            .await
-            .expect("initial content"),
-        b"opened\n"
-    );
+    open_stream_as(&proxy, "localhost", b"opened\n").await;
     // A Host the certificate is not for fails the check.
     let (status, _conn) = open_as(&proxy, "elsewhere.test").await;
     assert_eq!(status, 502);
@@ -277,14 +262,7 @@ async fn a_client_certificate_is_presented_to_an_origin_that_requires_one() {
         &cert.ca_file(),
     )
     .await;
-    let (status, mut conn) = open_as(&with_identity, "localhost").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        conn.read_stream(7, Duration::from_secs(2))
-            .await
-            .expect("initial content"),
-        b"opened\n"
-    );
+    open_stream_as(&with_identity, "localhost", b"opened\n").await;
 
     let without = proxy(&format!("* localhost:{port},ssl\n"), &cert.ca_file()).await;
     let (status, _conn) = open_as(&without, "localhost").await;

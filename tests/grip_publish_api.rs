@@ -153,19 +153,9 @@ async fn a_publish_of_many_items_for_one_channel_reaches_a_reading_client_in_ful
     let (_origin, proxy) = setup().await;
     let mut conn = open_stream(&proxy).await;
     let batch: Vec<_> = (0..ITEMS)
-        .map(|n| stream_item("a", &format!("{n:03},")))
+        .map(|n| stream_item("a", &support::numbered(n)))
         .collect();
     let response = proxy.publish(&support::items(&batch)).await;
     assert_eq!(response.head.status, 200);
-    let data = conn
-        .read_stream(ITEMS * 4, Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|(e, data)| {
-            panic!(
-                "{e:?} after {} of {ITEMS} items; closed by overflow?",
-                data.len() / 4
-            )
-        });
-    let expected: String = (0..ITEMS).map(|n| format!("{n:03},")).collect();
-    assert_eq!(String::from_utf8_lossy(&data), expected);
+    support::expect_numbered(&mut conn, ITEMS).await;
 }

@@ -176,19 +176,9 @@ async fn a_burst_from_one_push_peer_reaches_a_reading_client_in_full() {
         .expect("connect in time")
         .expect("PUSH connects to the PULL input");
     for n in 0..ITEMS {
-        push.send(ZmqMessage::from(tn_item(Some("a"), &format!("{n:03},"))))
+        push.send(ZmqMessage::from(tn_item(Some("a"), &support::numbered(n))))
             .await
             .expect("send");
     }
-    let data = conn
-        .read_stream(ITEMS * 4, Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|(e, data)| {
-            panic!(
-                "{e:?} after {} of {ITEMS} items; closed by overflow?",
-                data.len() / 4
-            )
-        });
-    let expected: String = (0..ITEMS).map(|n| format!("{n:03},")).collect();
-    assert_eq!(String::from_utf8_lossy(&data), expected);
+    support::expect_numbered(&mut conn, ITEMS).await;
 }

@@ -60,6 +60,27 @@ pub fn stream_item(channel: &str, content: &str) -> serde_json::Value {
     serde_json::json!({"channel": channel, "formats": {"http-stream": {"content": content}}})
 }
 
+/// The content of the `n`th item of a numbered burst: `"007,"`.
+pub fn numbered(n: usize) -> String {
+    format!("{n:03},")
+}
+
+/// Reads a stream until `count` items made by [`numbered`] arrived, and checks that
+/// each came once, in order; a stream that ends first says how far it got.
+pub async fn expect_numbered(conn: &mut HttpConn, count: usize) {
+    let data = conn
+        .read_stream(count * 4, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|(e, data)| {
+            panic!(
+                "{e:?} after {} of {count} items; closed by overflow?",
+                data.len() / 4
+            )
+        });
+    let expected: String = (0..count).map(numbered).collect();
+    assert_eq!(String::from_utf8_lossy(&data), expected);
+}
+
 /// Wraps items into a `POST /publish/` body.
 pub fn items(items: &[serde_json::Value]) -> String {
     serde_json::json!({ "items": items }).to_string()
