@@ -16,94 +16,15 @@
 
 #![no_main]
 
-use std::future::Future;
-use std::io;
-use std::pin::{pin, Pin};
-use std::task::{Context, Poll, Waker};
-
 use fjord_proxy::http1::request::{read_request, RequestError};
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+#[path = "common/replay.rs"]
+mod replay;
+use replay::{complete, Replay, Sizes};
 
 /// Requests read from one connection at most (the outcome list stays small).
 const MAX_REQUESTS: usize = 64;
-
-/// Read sizes of the fragmented pass: 1..=`bound` bytes (1 when `bound` is 0).
-struct Sizes {
-    bound: u8,
-    state: u64,
-}
-
-impl Sizes {
-    fn new(bound: u8) -> Self {
-        Sizes {
-            bound,
-            state: 0x9e37_79b9_7f4a_7c15 ^ u64::from(bound),
-        }
-    }
-
-    fn next(&mut self) -> usize {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        match self.bound {
-            0 => 1,
-            bound => 1 + (self.state % u64::from(bound)) as usize,
-        }
-    }
-}
-
-/// A client connection replayed from memory: reads are always ready, and return at
-/// most the next of `sizes` (`None`: as much as fits). Writes (`100 Continue`) are
-/// accepted and ignored.
-struct Wire<'a> {
-    data: &'a [u8],
-    pos: usize,
-    sizes: Option<Sizes>,
-}
-
-impl Wire<'_> {
-    fn next_size(&mut self) -> usize {
-        self.sizes.as_mut().map_or(usize::MAX, Sizes::next)
-    }
-}
-
-impl AsyncRead for Wire<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let size = self.next_size();
-        let rest = &self.data[self.pos..];
-        let n = rest.len().min(buf.remaining()).min(size);
-        buf.put_slice(&rest[..n]);
-        self.pos += n;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Wire<'_> {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        Poll::Ready(Ok(b.len()))
-    }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Runs a future that cannot wait (every read and write of [`Wire`] is ready).
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("read_request waited on a stream that is always ready"),
-    }
-}
 
 #[derive(Debug, PartialEq)]
 enum Outcome {
@@ -120,15 +41,14 @@ enum Outcome {
 }
 
 fn read_all(data: &[u8], sizes: Option<Sizes>, max_body: usize) -> Vec<Outcome> {
-    let mut wire = Wire {
-        data,
-        pos: 0,
-        sizes,
-    };
+    let mut wire = Replay::new(data, sizes);
     let mut carry = Vec::new();
     let mut outcomes = Vec::new();
     while outcomes.len() < MAX_REQUESTS {
-        match complete(read_request(&mut wire, &mut carry, max_body)) {
+        match complete(
+            read_request(&mut wire, &mut carry, max_body),
+            "read_request",
+        ) {
             Ok(Some(parsed)) => {
                 let request = parsed.inner;
                 let body = request.body().to_vec();

@@ -18,67 +18,22 @@
 
 #![no_main]
 
-use std::future::Future;
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use fjord_proxy::zmtp::{handshake, Incoming, SocketType, ZmtpError};
 use libfuzzer_sys::fuzz_target;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
+
+#[path = "common/replay.rs"]
+mod replay;
+use replay::{complete, next_size, Replay, Sizes};
 
 /// Bytes `FrameReader` charges per frame on top of its content (`FRAME_OVERHEAD`).
 const FRAME_OVERHEAD: usize = 16;
 const GREETING_LEN: usize = 64;
-
-/// Read sizes of the fragmented pass: 1..=`bound` bytes (1 when `bound` is 0).
-struct Sizes {
-    bound: u8,
-    state: u64,
-}
-
-impl Sizes {
-    fn new(bound: u8) -> Self {
-        Sizes {
-            bound,
-            state: 0x9e37_79b9_7f4a_7c15 ^ u64::from(bound),
-        }
-    }
-
-    fn next(&mut self) -> usize {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        match self.bound {
-            0 => 1,
-            bound => 1 + (self.state % u64::from(bound)) as usize,
-        }
-    }
-}
-
-/// The peer's bytes replayed from memory: always ready, at most the next of `sizes`
-/// per read (`None`: as much as fits), then end of stream.
-struct PeerBytes {
-    data: Vec<u8>,
-    pos: usize,
-    sizes: Option<Sizes>,
-}
-
-impl AsyncRead for PeerBytes {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let size = self.sizes.as_mut().map_or(usize::MAX, Sizes::next);
-        let rest = &self.data[self.pos..];
-        let n = rest.len().min(buf.remaining()).min(size);
-        buf.put_slice(&rest[..n]);
-        self.pos += n;
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// What we send the peer, kept for inspection; with `sizes`, each write takes at most
 /// the next of them.
@@ -93,9 +48,7 @@ impl AsyncWrite for Sent {
         _: &mut Context<'_>,
         b: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = b
-            .len()
-            .min(self.sizes.as_mut().map_or(usize::MAX, Sizes::next));
+        let n = b.len().min(next_size(&mut self.sizes));
         self.bytes
             .lock()
             .expect("only this thread writes")
@@ -107,17 +60,6 @@ impl AsyncWrite for Sent {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// Runs a future that cannot wait: every read and write above is ready, and an
-/// exhausted input reads as end of stream, so `Pending` would mean a hang.
-fn complete<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the ZMTP reader waited on a stream that is always ready"),
     }
 }
 
@@ -166,24 +108,23 @@ fn read_all(
     max: usize,
     sizes: Option<u8>,
 ) -> (Vec<Outcome>, Vec<u8>) {
-    let read = PeerBytes {
-        data: data.to_vec(),
-        pos: 0,
-        sizes: sizes.map(Sizes::new),
-    };
+    let read = Replay::new(data.to_vec(), sizes.map(Sizes::new));
     let sent = Arc::new(Mutex::new(Vec::new()));
     let write = Sent {
         bytes: Arc::clone(&sent),
         sizes: sizes.map(|s| Sizes::new(s.wrapping_add(1))),
     };
     let mut outcomes = Vec::new();
-    match complete(handshake(Box::new(read), Box::new(write), ours, max)) {
+    match complete(
+        handshake(Box::new(read), Box::new(write), ours, max),
+        "the ZMTP handshake",
+    ) {
         Err(e) => outcomes.push(error_outcome(e)),
         Ok(mut connection) => {
             outcomes.push(Outcome::Connected(connection.peer_type));
             // Every frame consumes at least two bytes, so this ends with the input.
             loop {
-                match complete(connection.reader.next()) {
+                match complete(connection.reader.next(), "the ZMTP reader") {
                     Ok(Some(incoming)) => outcomes.push(incoming_outcome(incoming)),
                     Ok(None) => {
                         outcomes.push(Outcome::Closed);
