@@ -14,51 +14,22 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::direct::{kafka_item, order_data};
-use support::{Origin, Proxy, ProxyBuilder, Reply, SLOW};
+use support::tls::Certificate;
+use support::{Origin, Proxy, Reply, SLOW};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 const ROUTE: &str =
     "[[proxy.route]]\npath = \"/orders/{id}\"\nchannel = \"orders.{id}\"\nauth = \"public\"\n";
 
-/// A self-signed certificate for `localhost`, written where the proxy reads it.
-struct Certificate {
-    dir: tempfile::TempDir,
-    der: CertificateDer<'static>,
-}
-
+/// The TLS clients of these tests.
 impl Certificate {
-    fn generate() -> Certificate {
-        let generated =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("generate");
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("cert.pem"), generated.cert.pem()).expect("write");
-        std::fs::write(
-            dir.path().join("key.pem"),
-            generated.key_pair.serialize_pem(),
-        )
-        .expect("write");
-        Certificate {
-            dir,
-            der: generated.cert.der().clone(),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
     async fn proxy(&self) -> Proxy {
-        ProxyBuilder::new()
-            .set("tls_cert", &format!("{:?}", self.path("cert.pem")))
-            .set("tls_key", &format!("{:?}", self.path("key.pem")))
-            .config(ROUTE)
-            .start()
-            .await
+        self.proxy_builder().config(ROUTE).start().await
     }
 
     /// A TLS client that trusts only this certificate and offers only HTTP/1.1.
@@ -363,12 +334,7 @@ async fn a_long_poll_over_http2_is_answered_with_the_published_item() {
 async fn a_grip_origin_sees_an_http11_request_and_its_stream_hold_is_served_over_http2() {
     let cert = Certificate::generate();
     let origin = Origin::start(|_| Reply::stream("g", "opened\n")).await;
-    let proxy = ProxyBuilder::new()
-        .set("tls_cert", &format!("{:?}", cert.path("cert.pem")))
-        .set("tls_key", &format!("{:?}", cert.path("key.pem")))
-        .origin(origin.addr)
-        .start()
-        .await;
+    let proxy = cert.proxy_builder().origin(origin.addr).start().await;
     let mut sender = connect_h2(&cert, &proxy).await;
     let response = get_h2(&mut sender, "/feed?x=1").await;
     assert_eq!(response.status(), 200);

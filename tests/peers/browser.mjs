@@ -25,6 +25,8 @@ const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fjord-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
   headless: true,
+  // The HTTPS tests serve a self-signed certificate for localhost.
+  ignoreHTTPSErrors: true,
   args: [
     '--headless',
     '--no-sandbox',

@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod direct;
 pub mod origin;
 pub mod proxy;
+pub mod tls;
 
 pub use client::{Head, HttpConn, ReadError, Response};
 pub use origin::{Origin, Recorded, Reply};
