@@ -111,8 +111,10 @@ impl TlsClients {
     }
 
     /// The configuration presenting the client certificate in `cert` (PEM chain) with
-    /// the private key in `key`. The files are read once; an unreadable or unusable
-    /// pair is an error for each request, so fixing the files needs a restart.
+    /// the private key in `key`. A pair that loads is kept for the life of the process
+    /// (a renewed certificate takes a restart); one that does not fails the request
+    /// and is read again by the next, so fixing the files needs no restart. The files
+    /// are small and read once, so reading them on a worker thread is acceptable.
     fn identity_config(
         &self,
         cert: &str,
@@ -322,5 +324,53 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_str(value).expect("header"),
+        );
+        headers
+    }
+
+    fn name(target: &OriginTarget, value: &str) -> Option<String> {
+        other_server_name(target, &host(value)).map(|n| n.to_str().into_owned())
+    }
+
+    #[test]
+    fn the_request_host_without_its_port_names_the_certificate() {
+        let target = OriginTarget::new("10.0.0.5", 443);
+        assert_eq!(
+            name(&target, "api.example.com:8443").as_deref(),
+            Some("api.example.com")
+        );
+    }
+
+    #[test]
+    fn a_host_that_is_the_target_itself_uses_the_pool() {
+        let target = OriginTarget::new("API.example.com", 443);
+        assert_eq!(name(&target, "api.example.com"), None);
+    }
+
+    #[test]
+    fn trust_connect_host_ignores_the_request_host() {
+        let mut target = OriginTarget::new("10.0.0.5", 443);
+        target.trust_connect_host = true;
+        assert_eq!(name(&target, "api.example.com"), None);
+    }
+
+    #[test]
+    fn an_ipv6_host_header_names_an_address() {
+        let target = OriginTarget::new("backend", 443);
+        assert_eq!(name(&target, "[::1]:443").as_deref(), Some("::1"));
+        let v6_target = OriginTarget::new("::1", 443);
+        assert_eq!(name(&v6_target, "[::1]:443"), None);
     }
 }
