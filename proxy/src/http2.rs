@@ -1,4 +1,6 @@
-//! HTTP/2 on the public listener, for TLS clients that offer `h2` through ALPN.
+//! HTTP/2 on the public listener: for TLS clients that offer `h2` through ALPN, and
+//! for plain connections that open with the HTTP/2 preface ("prior knowledge", as a
+//! load balancer speaking h2c to its backends does).
 //!
 //! Why: a browser opens at most six HTTP/1.1 connections per origin, so a page with
 //! several EventSource streams (or several tabs) starves itself; over HTTP/2 all of
@@ -15,6 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
@@ -22,12 +25,56 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::body::{self, ProxyBody};
 use crate::http1::{ConnectionLimits, HEAD_TIMEOUT, MAX_HEAD};
 
 /// The ALPN protocol id of HTTP/2 (RFC 9113 §3.2).
 pub const ALPN: &[u8] = b"h2";
+
+/// The client connection preface (RFC 9113 §3.4).
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a plain connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    Http1,
+    /// With the HTTP/2 preface.
+    Http2,
+    /// Closed, failed, or silent for [`HEAD_TIMEOUT`]: nothing to serve.
+    Gone,
+}
+
+/// How long to wait for more bytes when what arrived is a proper prefix of the
+/// preface (a peek returns the same bytes at once until more come).
+const PREFIX_WAIT: Duration = Duration::from_millis(50);
+
+/// Tells HTTP/1 from HTTP/2 by the first bytes, without reading them: the bytes stay
+/// for whichever driver serves the connection. An HTTP/1 request differs from the
+/// preface in its first byte or within its first few, so the decision normally takes
+/// one peek.
+pub async fn sniff(stream: &TcpStream) -> Opening {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Opening::Gone,
+        };
+        if buf[..n] != PREFACE[..n] {
+            return Opening::Http1;
+        }
+        if n == PREFACE.len() {
+            return Opening::Http2;
+        }
+        if Instant::now() + PREFIX_WAIT >= deadline {
+            return Opening::Gone;
+        }
+        tokio::time::sleep(PREFIX_WAIT).await;
+    }
+}
 
 /// Streams one client may have open at once; browsers commonly allow 100 as servers
 /// do, and each stream here may be a held connection with its own queue.
@@ -113,6 +160,71 @@ fn as_http11(parts: &mut http::request::Parts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// What `sniff` makes of a connection whose client sends `parts`, a pause between
+    /// each, then keeps the connection open (or closes it, with `close`).
+    async fn sniffed(parts: &[&[u8]], close: bool) -> Opening {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            for part in parts {
+                stream.write_all(&part).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+            if !close {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let (server, _) = listener.accept().await.expect("accept");
+        let opening = sniff(&server).await;
+        client.abort();
+        opening
+    }
+
+    #[tokio::test]
+    async fn an_http1_request_is_told_by_its_first_bytes() {
+        assert_eq!(
+            sniffed(&[b"GET / HTTP/1.1\r\n"], false).await,
+            Opening::Http1
+        );
+        assert_eq!(
+            sniffed(&[b"PRI / HTTP/1.1\r\n"], false).await,
+            Opening::Http1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_preface_that_arrives_in_pieces_is_http2() {
+        let (head, tail) = PREFACE.split_at(7);
+        assert_eq!(sniffed(&[head, tail], false).await, Opening::Http2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_a_byte_is_gone() {
+        assert_eq!(sniffed(&[], true).await, Opening::Gone);
+    }
+
+    #[tokio::test]
+    async fn the_bytes_stay_for_the_driver() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client.write_all(PREFACE).await.expect("write");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        assert_eq!(sniff(&server).await, Opening::Http2);
+        let mut read = [0u8; PREFACE.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut server, &mut read)
+            .await
+            .expect("read");
+        assert_eq!(&read[..], PREFACE);
+    }
 
     #[test]
     fn the_authority_becomes_the_host_header_and_the_version_one_point_one() {

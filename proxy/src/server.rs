@@ -22,7 +22,8 @@ use crate::tls::TlsAcceptor;
 const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 
 /// Accepts connections until `shutdown` turns true; with `tls`, each connection
-/// starts with a TLS handshake and speaks HTTP/2 if the client chose it by ALPN.
+/// starts with a TLS handshake and speaks HTTP/2 if the client chose it by ALPN;
+/// without, a connection that opens with the HTTP/2 preface speaks HTTP/2.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -56,7 +57,21 @@ pub async fn serve(
             move |request, peer| Box::pin(dispatch(Arc::clone(&handler_ctx), request, peer));
         match &tls {
             None => {
-                tokio::spawn(serve_connection(stream, peer, limits, handle));
+                // The connection is served by a task of its own once the protocol is
+                // known, so the long-lived task is only the driver's (one future
+                // holding both drivers and the sniffing cost every idle HTTP/1
+                // connection a third of a kilobyte).
+                tokio::spawn(async move {
+                    match http2::sniff(&stream).await {
+                        http2::Opening::Http1 => {
+                            tokio::spawn(serve_connection(stream, peer, limits, handle));
+                        }
+                        http2::Opening::Http2 => {
+                            tokio::spawn(http2::serve_connection(stream, peer, limits, handle));
+                        }
+                        http2::Opening::Gone => {}
+                    }
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
