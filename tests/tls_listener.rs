@@ -352,6 +352,27 @@ async fn a_grip_origin_sees_an_http11_request_and_its_stream_hold_is_served_over
     read_body_until(&mut body, &mut seen, "published\n").await;
 }
 
+#[tokio::test]
+async fn a_reset_http2_stream_fires_its_gone_link() {
+    let cert = Certificate::generate();
+    let origin = Origin::start(|request| match request.path() {
+        "/gone/9" => Reply::new(204),
+        _ => Reply::stream("g", "hi\n").header("Grip-Link", "</gone/9>; rel=gone"),
+    })
+    .await;
+    let proxy = cert.proxy_builder().origin(origin.addr).start().await;
+    let mut sender = connect_h2(&cert, &proxy).await;
+    let kept = get_h2(&mut sender, "/kept").await;
+    let mut reset = get_h2(&mut sender, "/feed").await.into_body();
+    let mut seen = String::new();
+    read_body_until(&mut reset, &mut seen, "hi\n").await;
+    assert!(origin.requests_to("/gone/9").is_empty(), "posted too early");
+    drop(reset);
+    let gone = origin.wait_path("/gone/9", 1, SLOW).await;
+    assert!(gone.is_some(), "no gone link after the stream was reset");
+    drop(kept);
+}
+
 #[test]
 fn a_missing_certificate_stops_the_start_with_one_line() {
     let dir = tempfile::tempdir().expect("temp dir");
