@@ -167,16 +167,45 @@ fn streaming(rx: mpsc::UnboundedReceiver<Bytes>, dropped: Arc<AtomicBool>) -> St
     })
 }
 
-#[tokio::test]
-async fn stream_is_chunked_for_http11_and_ends_with_the_zero_chunk() {
-    let (tx, rx) = mpsc::unbounded_channel();
+/// A client of `connect` that asked `GET /s` over HTTP/1.1 for a streaming response
+/// and read its head. What is sent on the returned sender becomes body frames; the
+/// flag turns true once the server dropped the body.
+struct OpenStream<C> {
+    tx: mpsc::UnboundedSender<Bytes>,
+    client: C,
+    dropped: Arc<AtomicBool>,
+    head: String,
+}
+
+async fn open_stream<C, Fut>(connect: impl FnOnce(StreamingBody) -> Fut) -> OpenStream<C>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    Fut: Future<Output = C>,
+{
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let dropped = Arc::new(AtomicBool::new(false));
-    let mut client = serve(streaming(rx, Arc::clone(&dropped))).await;
+    let mut client = connect(streaming(rx, Arc::clone(&dropped))).await;
     client
         .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("send");
     let head = read_until(&mut client, b"\r\n\r\n").await;
+    OpenStream {
+        tx,
+        client,
+        dropped,
+        head,
+    }
+}
+
+#[tokio::test]
+async fn stream_is_chunked_for_http11_and_ends_with_the_zero_chunk() {
+    let OpenStream {
+        tx,
+        mut client,
+        head,
+        ..
+    } = open_stream(serve).await;
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     tx.send(Bytes::from_static(b"hello\n")).expect("send");
     read_until(&mut client, b"6\r\nhello\n\r\n").await;
@@ -207,14 +236,12 @@ where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     Fut: Future<Output = C>,
 {
-    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    let dropped = Arc::new(AtomicBool::new(false));
-    let mut client = connect(streaming(rx, Arc::clone(&dropped))).await;
-    client
-        .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("send");
-    read_until(&mut client, b"\r\n\r\n").await;
+    let OpenStream {
+        tx,
+        client,
+        dropped,
+        ..
+    } = open_stream(connect).await;
     drop(client);
     let gone = tokio::time::timeout(WAIT, async {
         while !dropped.load(Ordering::SeqCst) {
@@ -379,14 +406,12 @@ mod over_tls {
 
     #[tokio::test]
     async fn each_small_frame_arrives_without_waiting_for_the_next() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let dropped = Arc::new(AtomicBool::new(false));
-        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
-        client
-            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
-        let head = read_until(&mut client, b"\r\n\r\n").await;
+        let OpenStream {
+            tx,
+            mut client,
+            head,
+            ..
+        } = open_stream(serve_tls).await;
         assert!(head.contains("transfer-encoding: chunked"), "{head}");
         for n in 0..3 {
             let frame = format!("data: {n}\n\n");
@@ -399,14 +424,7 @@ mod over_tls {
 
     #[tokio::test]
     async fn a_frame_larger_than_a_tls_record_arrives_whole() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let dropped = Arc::new(AtomicBool::new(false));
-        let mut client = serve_tls(streaming(rx, Arc::clone(&dropped))).await;
-        client
-            .write_all(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .expect("send");
-        read_until(&mut client, b"\r\n\r\n").await;
+        let OpenStream { tx, mut client, .. } = open_stream(serve_tls).await;
         let big: String = (0..40_000)
             .map(|i| char::from(b'a' + (i % 26) as u8))
             .collect();
