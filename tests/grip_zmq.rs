@@ -53,6 +53,38 @@ async fn open_stream(proxy: &Proxy) -> HttpConn {
     conn
 }
 
+/// A proxy with a PULL input, an origin holding every request as a stream on channel
+/// `a`, one client holding such a stream, and a `zeromq` PUSH socket connected to the
+/// input.
+struct PullSetup {
+    _origin: Origin,
+    proxy: Proxy,
+    conn: HttpConn,
+    push: zeromq::PushSocket,
+}
+
+async fn pull_setup() -> PullSetup {
+    let origin = Origin::start(|_| Reply::stream("a", "")).await;
+    let pull = free_endpoint();
+    let proxy = ProxyBuilder::new()
+        .origin(origin.addr)
+        .zmq_pull(&pull)
+        .start()
+        .await;
+    let conn = open_stream(&proxy).await;
+    let mut push = zeromq::PushSocket::new();
+    tokio::time::timeout(SLOW, push.connect(&pull))
+        .await
+        .expect("connect in time")
+        .expect("PUSH connects to the PULL input");
+    PullSetup {
+        _origin: origin,
+        proxy,
+        conn,
+        push,
+    }
+}
+
 #[test]
 fn tnetstring_helper_matches_the_spec_example() {
     let expected = b"66:7:channel,4:test,7:formats,35:11:http-stream,16:7:content,3:hi\n,}}}";
@@ -61,20 +93,12 @@ fn tnetstring_helper_matches_the_spec_example() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c40_pull_input_accepts_tnetstring_json_and_t_prefixed_frames() {
-    let origin = Origin::start(|_| Reply::stream("a", "")).await;
-    let pull = free_endpoint();
-    let mut proxy = ProxyBuilder::new()
-        .origin(origin.addr)
-        .zmq_pull(&pull)
-        .start()
-        .await;
-    let mut conn = open_stream(&proxy).await;
-
-    let mut push = zeromq::PushSocket::new();
-    tokio::time::timeout(SLOW, push.connect(&pull))
-        .await
-        .expect("connect in time")
-        .expect("PUSH connects to the PULL input");
+    let PullSetup {
+        _origin,
+        mut proxy,
+        mut conn,
+        mut push,
+    } = pull_setup().await;
 
     let plain = tn_item(Some("a"), "T1");
     let json = br#"J{"channel":"a","formats":{"http-stream":{"content":"J2"}}}"#.to_vec();
@@ -162,19 +186,13 @@ async fn c41_sub_input_takes_the_channel_from_the_first_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_from_one_push_peer_reaches_a_reading_client_in_full() {
     const ITEMS: usize = 300;
-    let origin = Origin::start(|_| Reply::stream("a", "")).await;
-    let pull = free_endpoint();
-    let proxy = ProxyBuilder::new()
-        .origin(origin.addr)
-        .zmq_pull(&pull)
-        .start()
-        .await;
-    let mut conn = open_stream(&proxy).await;
-    let mut push = zeromq::PushSocket::new();
-    tokio::time::timeout(SLOW, push.connect(&pull))
-        .await
-        .expect("connect in time")
-        .expect("PUSH connects to the PULL input");
+    // Every part is bound: one left to `..` would be dropped here.
+    let PullSetup {
+        _origin,
+        proxy: _proxy,
+        mut conn,
+        mut push,
+    } = pull_setup().await;
     for n in 0..ITEMS {
         push.send(ZmqMessage::from(tn_item(Some("a"), &support::numbered(n))))
             .await
