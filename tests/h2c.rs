@@ -6,10 +6,11 @@
 mod support;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::direct::{kafka_item, order_data};
+use support::h2::read_body_until;
 use support::{Proxy, ProxyBuilder, SLOW};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,30 +22,15 @@ async fn stream(
     sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
     path: &str,
 ) -> Incoming {
-    let request = http::Request::get(format!("http://localhost{path}"))
-        .body(Empty::new())
-        .expect("request");
-    let response = tokio::time::timeout(SLOW, sender.send_request(request))
-        .await
-        .expect("response in time")
-        .expect("response");
-    assert_eq!(response.version(), http::Version::HTTP_2);
+    let response = support::h2::get(sender, &format!("http://localhost{path}")).await;
     assert_eq!(response.status(), 200);
     response.into_body()
 }
 
+/// Reads one stream until `needle` has arrived; everything read.
 async fn read_until(body: &mut Incoming, needle: &str) -> String {
     let mut seen = String::new();
-    let found = tokio::time::timeout(SLOW, async {
-        while !seen.contains(needle) {
-            let frame = body.frame().await.expect("stream open").expect("frame");
-            if let Ok(data) = frame.into_data() {
-                seen.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "{needle:?} did not arrive: {seen:?}");
+    read_body_until(body, &mut seen, needle).await;
     seen
 }
 

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::direct::{kafka_item, order_data};
+use support::h2::read_body_until;
 use support::tls::Certificate;
 use support::{Origin, Proxy, Reply, SLOW};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -189,33 +190,7 @@ async fn get_h2(
     sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
     path: &str,
 ) -> http::Response<Incoming> {
-    let request = http::Request::get(format!("https://localhost{path}"))
-        .body(Empty::new())
-        .expect("request");
-    let response = tokio::time::timeout(SLOW, sender.send_request(request))
-        .await
-        .expect("response in time")
-        .expect("response");
-    assert_eq!(response.version(), http::Version::HTTP_2);
-    response
-}
-
-/// Reads DATA frames of one HTTP/2 response until `needle` has arrived.
-async fn read_body_until(body: &mut Incoming, seen: &mut String, needle: &str) {
-    let found = tokio::time::timeout(SLOW, async {
-        while !seen.contains(needle) {
-            let frame = body
-                .frame()
-                .await
-                .unwrap_or_else(|| panic!("stream ended before {needle:?}: {seen:?}"))
-                .expect("frame");
-            if let Ok(data) = frame.into_data() {
-                seen.push_str(&String::from_utf8_lossy(&data));
-            }
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "{needle:?} did not arrive: {seen:?}");
+    support::h2::get(sender, &format!("https://localhost{path}")).await
 }
 
 #[tokio::test]

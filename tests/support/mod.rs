@@ -10,6 +10,7 @@
 pub mod client;
 pub mod deployment;
 pub mod direct;
+pub mod h2;
 pub mod origin;
 pub mod proxy;
 pub mod tls;
